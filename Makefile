@@ -1,0 +1,33 @@
+# taas: two commands matter. `make run` starts the embedded service; `make test` runs the whole suite.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint catalog bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[worker,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/taas db upgrade
+	$(BIN)/taas weights import efficientnet_lite0
+	$(BIN)/taas serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check app worker tests
+
+catalog: $(STAMP)
+	$(BIN)/python -m worker.training.catalog
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,82 @@
+"""One typed settings object; nothing else reads os.environ."""
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """API-side settings, read from TAAS_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TAAS_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None  # default: SQLite under data_dir
+    broker_url: str | None = None  # default: kombu filesystem:// under data_dir
+    queue_name: str = "taas"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str | None = None  # pepper for API-key HMACs; default: generated under data_dir
+    worker_token: str | None = None  # shared with workers; default: generated under data_dir
+
+    max_upload_bytes: int = 2 * 1024**3
+    max_members: int = 100_000
+    max_unpacked_bytes: int = 20 * 1024**3
+    max_compression_ratio: float = 200.0
+    max_image_pixels: int = 50_000_000
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+
+    max_attempts: int = 3
+    lease_seconds: int = 60
+    enqueue_resend_seconds: int = 120
+    reaper_interval_seconds: float = 5.0
+    run_reaper: bool = False
+    idempotency_ttl_hours: int = 24
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data directory."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'taas.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The broker URL, defaulting to kombu's filesystem transport."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Where blobs (archives, weights, artifacts) live."""
+        return self.data_dir / "blobs"
+
+    def secret(self, name: str) -> str:
+        """A secret from the environment, else one generated once and kept (0600) in the data dir."""
+        value = getattr(self, name)
+        if value:
+            return value
+        return _file_secret(self.data_dir / f".{name}")
+
+
+def _file_secret(path: Path) -> str:
+    import os
+    import secrets
+
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

@@ -1,0 +1,73 @@
+"""The streamed upload: multipart parsed as it arrives, the file hashed into storage, the cap enforced mid-stream."""
+
+from dataclasses import dataclass
+
+import anyio
+from starlette.requests import Request
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.targets import BaseTarget, ValueTarget
+from streaming_form_data.validators import MaxSizeValidator
+
+from app.errors import InsufficientStorage, Invalid, TooLarge
+from app.storage import BlobWriter, LocalStorage
+
+
+class _BlobTarget(BaseTarget):
+    """Feeds the file part into a BlobWriter."""
+
+    def __init__(self, writer: BlobWriter):
+        super().__init__()
+        self.writer = writer
+        self.seen = False
+
+    def on_start(self) -> None:
+        self.seen = True
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self.writer.write(chunk)
+
+
+@dataclass
+class Uploaded:
+    writer: BlobWriter
+    name: str | None
+
+
+async def receive_upload(request: Request, storage: LocalStorage, key: str, *, cap: int,
+                         file_field: str = "file") -> Uploaded:
+    """Stream a multipart body into storage (uncommitted writer); 413 the moment it passes cap."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise Invalid("expected multipart/form-data with a 'file' part", code="invalid_upload")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit():
+        if int(declared) > cap:
+            raise TooLarge(f"upload exceeds the {cap} byte limit", details={"limit": cap})
+        if int(declared) * 2 > storage.free_bytes():
+            raise InsufficientStorage("not enough storage for this upload", code="insufficient_storage")
+    writer = await anyio.to_thread.run_sync(storage.writer, key)
+    target, name = _BlobTarget(writer), ValueTarget(validator=MaxSizeValidator(1000))
+    try:
+        parser = StreamingFormDataParser(headers={"Content-Type": ctype})
+        parser.register(file_field, target)
+        parser.register("name", name)
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > cap:
+                raise TooLarge(f"upload exceeds the {cap} byte limit", details={"limit": cap})
+            # Parsing and writing block: keep them off the event loop.
+            await anyio.to_thread.run_sync(parser.data_received, chunk)
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(writer.abort)
+        if isinstance(exc, (TooLarge, Invalid)):
+            raise
+        if isinstance(exc, Exception) and type(exc).__module__.startswith("streaming_form_data"):
+            raise Invalid(f"malformed multipart body: {exc}", code="invalid_upload") from None
+        raise
+    await anyio.to_thread.run_sync(writer.flush)
+    if not target.seen or writer.bytes == 0:
+        await anyio.to_thread.run_sync(writer.abort)
+        raise Invalid(f"the multipart body has no (non-empty) '{file_field}' part", code="invalid_upload")
+    raw = name.value.decode("utf-8", "replace").strip() if name.value else None
+    return Uploaded(writer=writer, name=raw[:200] if raw else None)

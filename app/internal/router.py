@@ -1,0 +1,141 @@
+"""Worker-facing routes under /internal, authenticated by the worker token; not in the public OpenAPI."""
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from app.db import get_sessionmaker
+from app.deps import SessionDep, WorkerDep
+from app.errors import Invalid, NotFound, TooLarge
+from app.internal import service
+from app.models import Dataset
+from app.storage import get_storage
+
+router = APIRouter(prefix="/internal", dependencies=[WorkerDep], include_in_schema=False)
+MAX_ARTIFACT = 4 * 1024**3
+FORMATS = ("safetensors", "onnx", "config")
+
+
+class ClaimIn(BaseModel):
+    worker: str = Field("worker", max_length=200)
+
+
+class Fenced(BaseModel):
+    attempt: int
+
+
+class MetricsIn(Fenced):
+    epoch: int
+    metrics: dict[str, float | None]
+
+
+class EventIn(Fenced):
+    key: str = Field(max_length=80)
+    message: str
+    data: dict[str, Any] | None = None
+
+
+class SucceedIn(Fenced):
+    result: dict[str, Any]
+
+
+class FailIn(Fenced):
+    code: str = "training_error"
+    message: str
+
+
+@router.post("/jobs/{job_id}/claim")
+def claim(job_id: str, body: ClaimIn, session: SessionDep) -> dict:
+    return service.claim(session=session, job_id=job_id, worker=body.worker)
+
+
+@router.post("/jobs/{job_id}/heartbeat")
+def heartbeat(job_id: str, body: Fenced, session: SessionDep) -> dict:
+    return service.heartbeat(session=session, job_id=job_id, attempt=body.attempt)
+
+
+@router.post("/jobs/{job_id}/metrics")
+def metrics(job_id: str, body: MetricsIn, session: SessionDep) -> dict:
+    service.record_metrics(session=session, job_id=job_id, attempt=body.attempt, epoch=body.epoch,
+                           values=body.metrics)
+    return {"ok": True}
+
+
+@router.post("/jobs/{job_id}/events")
+def event(job_id: str, body: EventIn, session: SessionDep) -> dict:
+    service.record_event(session=session, job_id=job_id, attempt=body.attempt, key=body.key,
+                         message=body.message, data=body.data)
+    return {"ok": True}
+
+
+@router.put("/jobs/{job_id}/artifacts/{fmt}")
+async def upload_artifact(job_id: str, fmt: str, attempt: int, request: Request) -> dict:
+    """Stream the file to storage, then record it (fenced by attempt)."""
+    if fmt not in FORMATS:
+        raise Invalid(f"unknown artifact format {fmt}", code="invalid_format")
+    storage = get_storage()
+    key = f"jobs/{job_id}/a{attempt}/{fmt}"
+    writer = await anyio.to_thread.run_sync(storage.writer, key)
+    try:
+        async for chunk in request.stream():
+            if writer.bytes + len(chunk) > MAX_ARTIFACT:
+                raise TooLarge("artifact too large")
+            await anyio.to_thread.run_sync(writer.write, chunk)
+        await anyio.to_thread.run_sync(writer.commit)
+    except BaseException:
+        await anyio.to_thread.run_sync(writer.abort)
+        raise
+
+    def record() -> None:
+        with get_sessionmaker()() as session:
+            service.attach_artifact(session=session, job_id=job_id, attempt=attempt, fmt=fmt, blob_key=key,
+                                    size=writer.bytes, sha256=writer.sha256)
+
+    await anyio.to_thread.run_sync(record)
+    return {"sha256": writer.sha256, "bytes": writer.bytes}
+
+
+@router.post("/jobs/{job_id}/succeed")
+def succeed(job_id: str, body: SucceedIn, session: SessionDep) -> dict:
+    return {"model_id": service.succeed(session=session, job_id=job_id, attempt=body.attempt, result=body.result)}
+
+
+@router.post("/jobs/{job_id}/fail")
+def fail(job_id: str, body: FailIn, session: SessionDep) -> dict:
+    service.fail(session=session, job_id=job_id, attempt=body.attempt, code=body.code, message=body.message)
+    return {"ok": True}
+
+
+@router.post("/jobs/{job_id}/cancelled")
+def cancelled(job_id: str, body: Fenced, session: SessionDep) -> dict:
+    service.cancelled(session=session, job_id=job_id, attempt=body.attempt)
+    return {"ok": True}
+
+
+def _dataset(session: SessionDep, dataset_id: str) -> Dataset:
+    ds = session.get(Dataset, dataset_id)
+    if ds is None:
+        raise NotFound(f"dataset {dataset_id} not found", code="dataset_not_found")
+    return ds
+
+
+@router.get("/datasets/{dataset_id}/archive")
+def dataset_archive(dataset_id: str, session: SessionDep) -> FileResponse:
+    ds = _dataset(session, dataset_id)
+    return FileResponse(get_storage().path(ds.blob_key), headers={"X-Checksum-SHA256": ds.sha256})
+
+
+@router.get("/datasets/{dataset_id}/manifest")
+def dataset_manifest(dataset_id: str, session: SessionDep) -> FileResponse:
+    ds = _dataset(session, dataset_id)
+    if ds.manifest_key is None:
+        raise NotFound("dataset has no manifest yet", code="dataset_not_ready")
+    return FileResponse(get_storage().path(ds.manifest_key), media_type="application/json")
+
+
+@router.get("/weights/{weights_id}")
+def weights(weights_id: str, session: SessionDep) -> FileResponse:
+    return FileResponse(get_storage().path(service.weights_blob(session=session, weights_id=weights_id)))

@@ -1,0 +1,195 @@
+"""The worker-facing rules: claim, heartbeat, metrics, events, artifacts, finish. Every post is fenced by attempt."""
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.domain.ids import new_id
+from app.domain.states import JobStatus
+from app.errors import Conflict, Invalid, NotFound
+from app.jobs.events import append_event
+from app.jobs.transitions import cas
+from app.models import Artifact, BaseWeights, Dataset, Job, JobMetric, Model, utcnow
+
+METRIC_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
+                 "images_per_second", "seconds")
+
+
+def _lease():
+    return utcnow() + timedelta(seconds=get_settings().lease_seconds)
+
+
+def _job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found", code="job_not_found")
+    return job
+
+
+def fenced(session: Session, job_id: str, attempt: int) -> Job:
+    """The running job if attempt is current, else 409 stale_attempt (the worker must stop)."""
+    job = _job(session, job_id)
+    if job.status != JobStatus.running or job.attempt != attempt:
+        raise Conflict(f"attempt {attempt} no longer holds job {job_id} ({job.status}, attempt {job.attempt})",
+                       code="stale_attempt", details={"status": job.status, "attempt": job.attempt})
+    return job
+
+
+def claim(*, session: Session, job_id: str, worker: str) -> dict[str, Any]:
+    """Compare-and-set queued -> running with attempt + 1; returns what the worker needs."""
+    job = _job(session, job_id)
+    if job.status != JobStatus.queued:
+        raise Conflict(f"job {job_id} is {job.status}", code="job_not_claimable", details={"status": job.status})
+    attempt = job.attempt + 1
+    stmt = update(Job).where(Job.id == job_id, Job.status == JobStatus.queued, Job.attempt == job.attempt)
+    moved = session.execute(stmt.values(status=JobStatus.running, attempt=attempt, lease_expires_at=_lease(),
+                                        started_at=job.started_at or utcnow())).rowcount == 1
+    if not moved:
+        session.rollback()
+        raise Conflict(f"job {job_id} was claimed by another worker", code="job_not_claimable")
+    append_event(session, job_id, "status", f"running (attempt {attempt}) on {worker}",
+                 {"from": "queued", "to": "running", "attempt": attempt, "worker": worker})
+    session.commit()
+    ds = session.get(Dataset, job.dataset_id)
+    if ds is None or ds.manifest_key is None:
+        fail(session=session, job_id=job_id, attempt=attempt, code="dataset_missing",
+             message="the job's dataset was deleted")
+        raise Conflict("the job's dataset is gone", code="job_not_claimable")
+    return {"job_id": job_id, "attempt": attempt, "spec": job.spec,
+            "dataset": {"id": ds.id, "sha256": ds.sha256, "classes": ds.classes},
+            "weights": _weights_ref(session, job.weights_id), "heartbeat_seconds": get_settings().lease_seconds / 4}
+
+
+def _weights_ref(session: Session, weights_id: str | None) -> dict[str, Any] | None:
+    if weights_id is None:
+        return None
+    if weights_id.startswith("bm_"):
+        bm = session.get(BaseWeights, weights_id)
+        return {"id": bm.id, "sha256": bm.sha256, "kind": "base_model"}
+    art = session.scalars(select(Artifact).where(Artifact.model_id == weights_id,
+                                                 Artifact.format == "safetensors")).one()
+    return {"id": weights_id, "sha256": art.sha256, "kind": "model"}
+
+
+def weights_blob(*, session: Session, weights_id: str) -> str:
+    """Blob key of a base model's or model's safetensors."""
+    if weights_id.startswith("bm_"):
+        bm = session.get(BaseWeights, weights_id)
+        if bm:
+            return bm.blob_key
+    else:
+        art = session.scalars(select(Artifact).where(Artifact.model_id == weights_id,
+                                                     Artifact.format == "safetensors")).first()
+        if art:
+            return art.blob_key
+    raise NotFound(f"weights {weights_id} not found", code="weights_not_found")
+
+
+def heartbeat(*, session: Session, job_id: str, attempt: int) -> dict[str, Any]:
+    """Renew the lease; the answer says whether to stop (cancel requested)."""
+    job = fenced(session, job_id, attempt)
+    job.lease_expires_at = _lease()
+    session.commit()
+    return {"stop": job.cancel_requested_at is not None}
+
+
+def record_metrics(*, session: Session, job_id: str, attempt: int, epoch: int, values: dict[str, Any]) -> None:
+    """Upsert the epoch's row (a retried post or a re-trained epoch replaces it) and add a metrics event."""
+    job = fenced(session, job_id, attempt)
+    if not 1 <= epoch <= job.epochs:
+        raise Invalid(f"epoch {epoch} is outside 1..{job.epochs}", code="invalid_epoch")
+    row = session.get(JobMetric, (job_id, epoch))
+    if row is None:
+        row = JobMetric(job_id=job_id, epoch=epoch, attempt=attempt)
+        session.add(row)
+    row.attempt = attempt
+    clean = {k: (float(values[k]) if values.get(k) is not None else None) for k in METRIC_FIELDS}
+    for k, v in clean.items():
+        setattr(row, k, v)
+    job.progress_epoch = max(job.progress_epoch, epoch)
+    job.latest_metrics = {"epoch": epoch, **clean}
+    job.lease_expires_at = _lease()
+    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, **clean},
+                 dedup_key=f"metrics:{attempt}:{epoch}")
+    session.commit()
+
+
+def record_event(*, session: Session, job_id: str, attempt: int, key: str, message: str,
+                 data: dict[str, Any] | None) -> None:
+    """Add a worker message once per key."""
+    fenced(session, job_id, attempt)
+    append_event(session, job_id, "message", message[:2000], data, dedup_key=f"msg:{attempt}:{key}"[:120])
+    session.commit()
+
+
+def attach_artifact(*, session: Session, job_id: str, attempt: int, fmt: str, blob_key: str, size: int,
+                    sha256: str) -> None:
+    """Record (or replace) the job's staged artifact of a format."""
+    fenced(session, job_id, attempt)
+    art = session.scalars(select(Artifact).where(Artifact.job_id == job_id, Artifact.format == fmt)).first()
+    if art is None:
+        session.add(Artifact(id=new_id("art"), job_id=job_id, format=fmt, bytes=size, sha256=sha256,
+                             blob_key=blob_key))
+    else:
+        art.bytes, art.sha256, art.blob_key = size, sha256, blob_key
+    session.commit()
+
+
+def succeed(*, session: Session, job_id: str, attempt: int, result: dict[str, Any]) -> str:
+    """Create the model from the staged artifacts and move the job to succeeded, in one transaction."""
+    job = _job(session, job_id)
+    if job.status == JobStatus.succeeded and job.attempt == attempt and job.model_id:
+        return job.model_id  # a retried post
+    fenced(session, job_id, attempt)
+    arts = list(session.scalars(select(Artifact).where(Artifact.job_id == job_id)))
+    if not any(a.format == "safetensors" for a in arts):
+        raise Invalid("upload the safetensors artifact before finishing", code="artifact_missing")
+    config = result.get("config") or {}
+    ds = session.get(Dataset, job.dataset_id)
+    bm = session.get(BaseWeights, job.weights_id) if job.weights_id and job.weights_id.startswith("bm_") else None
+    model_id = new_id("model")
+    lineage = {"dataset_id": job.dataset_id, "dataset_sha256": ds.sha256 if ds else None,
+               "base_weights": job.weights_id, "base_weights_sha256": bm.sha256 if bm else None,
+               "spec": job.spec, "code_version": result.get("code_version"), "best_epoch": result.get("best_epoch")}
+    session.add(Model(id=model_id, tenant=job.tenant, job_id=job_id, dataset_id=job.dataset_id,
+                      arch=job.spec["base_model"]["arch"], classes=config.get("classes", []),
+                      metrics=result.get("metrics") or {}, preprocessing=config.get("preprocessing", {}),
+                      lineage=lineage, config=config))
+    session.flush()
+    for a in arts:
+        a.model_id = model_id
+    if not cas(session, job_id, JobStatus.running, JobStatus.succeeded, attempt=attempt,
+               message="succeeded", model_id=model_id, finished_at=utcnow(), lease_expires_at=None):
+        session.rollback()
+        raise Conflict("job moved while finishing", code="stale_attempt")
+    session.commit()
+    return model_id
+
+
+def fail(*, session: Session, job_id: str, attempt: int, code: str, message: str) -> None:
+    """running -> failed with a readable error."""
+    job = _job(session, job_id)
+    if job.status == JobStatus.failed and job.attempt == attempt:
+        return
+    fenced(session, job_id, attempt)
+    if not cas(session, job_id, JobStatus.running, JobStatus.failed, attempt=attempt, message=message[:2000],
+               error_code=code[:64], error_message=message[:4000], finished_at=utcnow(), lease_expires_at=None):
+        session.rollback()
+        raise Conflict("job moved while failing", code="stale_attempt")
+    session.commit()
+
+
+def cancelled(*, session: Session, job_id: str, attempt: int) -> None:
+    """running -> cancelled, after the worker stopped on request."""
+    job = _job(session, job_id)
+    if job.status == JobStatus.cancelled:
+        return
+    fenced(session, job_id, attempt)
+    if not cas(session, job_id, JobStatus.running, JobStatus.cancelled, attempt=attempt, message="cancelled",
+               finished_at=utcnow(), lease_expires_at=None):
+        session.rollback()
+        raise Conflict("job moved while cancelling", code="stale_attempt")
+    session.commit()

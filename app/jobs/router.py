@@ -1,0 +1,70 @@
+"""Job routes."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.deps import IdempotencyKey, Reader, SessionDep, Writer
+from app.domain.spec import JobSpec
+from app.domain.states import JobStatus
+from app.idempotency import body_hash, run_idempotent
+from app.jobs import service
+from app.jobs.schemas import EventPage, EventRead, JobRead, MetricList, MetricRead
+from app.schemas import Page
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=201, response_model=JobRead, summary="Submit a fine-tuning job")
+def create_job(spec: JobSpec, principal: Writer, session: SessionDep, idempotency_key: IdempotencyKey = None,
+               dry_run: bool = False) -> Any:
+    if dry_run:
+        return JSONResponse(service.dry_run(session=session, tenant=principal.tenant, spec=spec))
+
+    def make() -> tuple[int, dict]:
+        job = service.create_job(session=session, tenant=principal.tenant, spec=spec)
+        return 201, JobRead.of(job).model_dump(mode="json")
+
+    status, body = run_idempotent(session=session, tenant=principal.tenant, route="jobs.create",
+                                  key=idempotency_key, body_sha256=body_hash(spec.model_dump_json()),
+                                  create=make)
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("", response_model=Page[JobRead], summary="List jobs, newest first")
+def list_jobs(principal: Reader, session: SessionDep, status: JobStatus | None = None,
+              limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None) -> Page[JobRead]:
+    rows, more = service.list_jobs(session=session, tenant=principal.tenant, status=status, limit=limit,
+                                   after=after)
+    return Page(data=[JobRead.of(r) for r in rows], has_more=more)
+
+
+@router.get("/{job_id}", response_model=JobRead, summary="Get a job")
+def get_job(job_id: str, principal: Reader, session: SessionDep) -> JobRead:
+    return JobRead.of(service.get_job(session=session, tenant=principal.tenant, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead, summary="Cancel a job (409 when finished)")
+def cancel_job(job_id: str, principal: Writer, session: SessionDep) -> JobRead:
+    return JobRead.of(service.cancel_job(session=session, tenant=principal.tenant, job_id=job_id))
+
+
+@router.delete("/{job_id}", status_code=204, summary="Delete a finished job")
+def delete_job(job_id: str, principal: Writer, session: SessionDep) -> Response:
+    service.delete_job(session=session, tenant=principal.tenant, job_id=job_id)
+    return Response(status_code=204)
+
+
+@router.get("/{job_id}/events", response_model=EventPage, summary="The job's events, oldest first")
+def list_events(job_id: str, principal: Reader, session: SessionDep, after_seq: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EventPage:
+    rows, more = service.list_events(session=session, tenant=principal.tenant, job_id=job_id,
+                                     after_seq=after_seq, limit=limit)
+    return EventPage(data=[EventRead.model_validate(r) for r in rows], has_more=more)
+
+
+@router.get("/{job_id}/metrics", response_model=MetricList, summary="One row per epoch")
+def list_metrics(job_id: str, principal: Reader, session: SessionDep) -> MetricList:
+    rows = service.list_metrics(session=session, tenant=principal.tenant, job_id=job_id)
+    return MetricList(data=[MetricRead.model_validate(r) for r in rows])

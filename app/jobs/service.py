@@ -1,0 +1,147 @@
+"""Job rules: create (validate, resolve weights, store, then enqueue), read, list, cancel, delete."""
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.basemodels.service import imagenet_weights
+from app.config import get_settings
+from app.datasets.service import get_dataset
+from app.domain.ids import new_id
+from app.domain.plan import plan
+from app.domain.spec import JobSpec
+from app.domain.states import FINISHED, DatasetStatus, JobStatus
+from app.errors import Conflict, Invalid, NotFound
+from app.jobs.events import append_event
+from app.jobs.transitions import cas
+from app.models import BaseWeights, Job, JobEvent, JobMetric, Model, utcnow
+from app.pagination import page
+from app.queue import enqueue_job
+
+log = logging.getLogger(__name__)
+
+
+def resolve_weights(*, session: Session, tenant: str, spec: JobSpec) -> str | None:
+    """The bm_… or model_… id a job starts from (None: random init), or 422 weights_unavailable."""
+    arch, weights = spec.base_model.arch, spec.base_model.weights
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        row = imagenet_weights(session=session, arch=arch)
+        if row is None:
+            raise Invalid(f"no ImageNet weights imported for {arch}; run `taas weights import {arch}`",
+                          code="weights_unavailable", details={"arch": arch})
+        return row.id
+    if weights.startswith("bm_"):
+        bm = session.get(BaseWeights, weights)
+        if bm is None or bm.tenant not in (None, tenant):
+            raise Invalid(f"base model {weights} not found", code="weights_unavailable")
+        if bm.arch != arch:
+            raise Invalid(f"base model {weights} is a {bm.arch}, not a {arch}", code="invalid_combination")
+        return bm.id
+    model = session.get(Model, weights)
+    if model is None or model.tenant != tenant:
+        raise Invalid(f"model {weights} not found", code="weights_unavailable")
+    if model.arch != arch:
+        raise Invalid(f"model {weights} is a {model.arch}, not a {arch}", code="invalid_combination")
+    return model.id
+
+
+def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:
+    """Validate like create_job and return the resolved spec and the plan, queueing nothing."""
+    ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
+    weights_id = resolve_weights(session=session, tenant=tenant, spec=spec)
+    return {"spec": spec.model_dump(mode="json"), "weights_id": weights_id, "dataset_status": ds.status,
+            "plan": plan(spec, num_classes=len(ds.classes or []) or 2)}
+
+
+def create_job(*, session: Session, tenant: str, spec: JobSpec) -> Job:
+    """Validate against the database, store the queued job with one commit, then enqueue."""
+    ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
+    if ds.status != DatasetStatus.ready:
+        raise Conflict(f"dataset {ds.id} is {ds.status}, not ready", code="dataset_not_ready",
+                       details={"status": ds.status})
+    weights_id = resolve_weights(session=session, tenant=tenant, spec=spec)
+    job = Job(id=new_id("job"), tenant=tenant, dataset_id=ds.id, status=JobStatus.queued,
+              spec=spec.model_dump(mode="json"), weights_id=weights_id, attempt=0,
+              max_attempts=get_settings().max_attempts, progress_epoch=0,
+              epochs=spec.hyperparameters.epochs, next_seq=0, enqueued_at=utcnow())
+    session.add(job)
+    session.flush()
+    append_event(session, job.id, "status", "job queued", {"to": "queued"})
+    session.commit()
+    try:
+        enqueue_job(job.id)
+    except Exception:
+        # The job is safe in the database; the reaper re-sends queued jobs whose enqueue is stale.
+        log.exception("job %s: enqueue failed; the reaper will re-send it", job.id)
+    return job
+
+
+def get_job(*, session: Session, tenant: str, job_id: str) -> Job:
+    """A job of the tenant, or 404."""
+    job = session.get(Job, job_id)
+    if job is None or job.tenant != tenant:
+        raise NotFound(f"job {job_id} not found", code="job_not_found")
+    return job
+
+
+def list_jobs(*, session: Session, tenant: str, status: JobStatus | None, limit: int, after: str | None
+              ) -> tuple[list[Job], bool]:
+    """The tenant's jobs, newest first, optionally of one status."""
+    stmt = select(Job).where(Job.tenant == tenant)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    return page(session, stmt, Job.id, limit=limit, after=after)
+
+
+def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
+    """Queued: cancelled at once. Running: flagged; the worker stops at its next step or heartbeat."""
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
+    for _ in range(3):  # retry if the job moved under us (e.g. claimed between read and write)
+        if job.status == JobStatus.queued:
+            if cas(session, job.id, JobStatus.queued, JobStatus.cancelled, message="cancelled before start",
+                   finished_at=utcnow(), cancel_requested_at=utcnow()):
+                session.commit()
+                break
+        elif job.status == JobStatus.running:
+            if job.cancel_requested_at is None:
+                job.cancel_requested_at = utcnow()
+                append_event(session, job.id, "message", "cancellation requested")
+                session.commit()
+            break
+        else:
+            raise Conflict(f"job {job_id} is already {job.status}", code="job_finished",
+                           details={"status": job.status})
+        session.rollback()
+        session.refresh(job)
+    session.refresh(job)
+    return job
+
+
+def delete_job(*, session: Session, tenant: str, job_id: str) -> None:
+    """Delete a finished job with its events and metrics (its model, if any, stays)."""
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
+    if job.status not in FINISHED:
+        raise Conflict(f"job {job_id} is {job.status}; cancel it first", code="job_not_finished")
+    for cls in (JobEvent, JobMetric):
+        for row in session.scalars(select(cls).where(cls.job_id == job_id)):
+            session.delete(row)
+    session.delete(job)
+    session.commit()
+
+
+def list_events(*, session: Session, tenant: str, job_id: str, after_seq: int, limit: int
+                ) -> tuple[list[JobEvent], bool]:
+    """Events with seq > after_seq, oldest first."""
+    get_job(session=session, tenant=tenant, job_id=job_id)
+    rows = list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+                                .order_by(JobEvent.seq).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def list_metrics(*, session: Session, tenant: str, job_id: str) -> list[JobMetric]:
+    """One row per epoch."""
+    get_job(session=session, tenant=tenant, job_id=job_id)
+    return list(session.scalars(select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.epoch)))

@@ -1,0 +1,24 @@
+"""Job state changes as compare-and-set: UPDATE … WHERE id, status (and attempt), then check the row count."""
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.domain.states import JobStatus, can_transition
+from app.jobs.events import append_event
+from app.models import Job
+
+
+def cas(session: Session, job_id: str, src: JobStatus, dst: JobStatus, *, attempt: int | None = None,
+        message: str | None = None, **values: Any) -> bool:
+    """Move job_id from src to dst in the caller's transaction; False if another writer got there first."""
+    assert can_transition(src, dst), (src, dst)
+    stmt = update(Job).where(Job.id == job_id, Job.status == src)
+    if attempt is not None:
+        stmt = stmt.where(Job.attempt == attempt)
+    moved = session.execute(stmt.values(status=dst, **values)).rowcount == 1
+    if moved:
+        append_event(session, job_id, "status", message or f"{src} -> {dst}",
+                     {"from": str(src), "to": str(dst), **({"attempt": attempt} if attempt else {})})
+    return moved

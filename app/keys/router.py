@@ -1,0 +1,49 @@
+"""Key routes, for admins of a tenant."""
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from app.deps import Admin, SessionDep
+from app.keys import service
+from app.schemas import Out
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+class KeyCreate(BaseModel):
+    scopes: list[str] = Field(default_factory=lambda: ["read"])
+    name: str | None = Field(None, max_length=200)
+
+
+class KeyRead(Out):
+    id: str
+    tenant: str
+    name: str | None
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    key: str  # shown once
+
+
+@router.get("", summary="List the tenant's keys")
+def list_keys(principal: Admin, session: SessionDep) -> dict:
+    rows = service.list_keys(session=session, tenant=principal.tenant)
+    return {"data": [KeyRead.model_validate(r).model_dump(mode="json") for r in rows], "has_more": False}
+
+
+@router.post("", status_code=201, response_model=KeyCreated, summary="Create a key (the secret is shown once)")
+def create_key(body: KeyCreate, principal: Admin, session: SessionDep) -> KeyCreated:
+    row, plaintext = service.create_key(session=session, tenant=principal.tenant, scopes=body.scopes, name=body.name)
+    return KeyCreated(**KeyRead.model_validate(row).model_dump(), key=plaintext)
+
+
+@router.delete("/{key_id}", status_code=204, summary="Revoke a key")
+def revoke_key(key_id: str, principal: Admin, session: SessionDep) -> Response:
+    service.revoke_key(session=session, tenant=principal.tenant, key_id=key_id)
+    return Response(status_code=204)

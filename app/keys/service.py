@@ -1,0 +1,86 @@
+"""API keys: `taas_<prefix>_<secret>`, stored as prefix + HMAC-SHA256(pepper, key)."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.domain.ids import new_id
+from app.errors import Invalid, NotFound, Unauthorized
+from app.models import ApiKey, utcnow
+
+SCOPES = ("read", "write", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant with scopes."""
+
+    tenant: str
+    scopes: frozenset[str]
+    key_id: str
+
+
+def _digest(key: str) -> str:
+    pepper = get_settings().secret("secret_key").encode()
+    # A keyed hash suffices: the secret has 256 bits of entropy, so no KDF is needed.
+    return hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+
+
+def normalise_scopes(scopes: list[str]) -> list[str]:
+    """Validated, implied scopes (write implies read; admin implies both)."""
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        raise Invalid(f"scopes must be a non-empty subset of {list(SCOPES)}", code="invalid_scopes",
+                      details={"invalid": bad})
+    out = set(scopes)
+    if "admin" in out:
+        out |= {"write", "read"}
+    if "write" in out:
+        out.add("read")
+    return [s for s in SCOPES if s in out]
+
+
+def create_key(*, session: Session, tenant: str, scopes: list[str], name: str | None = None
+               ) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the plaintext (shown once, never stored)."""
+    if not tenant or len(tenant) > 64:
+        raise Invalid("tenant must be 1 to 64 characters", code="invalid_tenant")
+    prefix = secrets.token_hex(6)
+    plaintext = f"taas_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(id=new_id("key"), tenant=tenant, name=name, prefix=prefix, hmac=_digest(plaintext),
+                 scopes=normalise_scopes(scopes))
+    session.add(row)
+    session.commit()
+    return row, plaintext
+
+
+def authenticate(*, session: Session, key: str) -> Principal:
+    """One indexed lookup by prefix and one constant-time compare."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "taas" or not parts[1] or not parts[2]:
+        raise Unauthorized("malformed API key", code="invalid_api_key")
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).first()
+    if row is None or not hmac.compare_digest(row.hmac, _digest(key)) or row.revoked_at is not None:
+        raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
+    return Principal(tenant=row.tenant, scopes=frozenset(row.scopes), key_id=row.id)
+
+
+def list_keys(*, session: Session, tenant: str) -> list[ApiKey]:
+    """Keys of a tenant, newest first."""
+    return list(session.scalars(select(ApiKey).where(ApiKey.tenant == tenant).order_by(ApiKey.id.desc())))
+
+
+def revoke_key(*, session: Session, tenant: str, key_id: str) -> ApiKey:
+    """Revoke a key of the tenant."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.tenant != tenant:
+        raise NotFound(f"key {key_id} not found", code="key_not_found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.commit()
+    return row

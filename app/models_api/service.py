@@ -1,0 +1,38 @@
+"""Model rules: read, list, artifacts."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.models import Artifact, Model
+from app.pagination import page
+
+
+def get_model(*, session: Session, tenant: str, model_id: str) -> Model:
+    """A model of the tenant, or 404."""
+    m = session.get(Model, model_id)
+    if m is None or m.tenant != tenant:
+        raise NotFound(f"model {model_id} not found", code="model_not_found")
+    return m
+
+
+def artifacts_of(session: Session, model_ids: list[str]) -> dict[str, list[Artifact]]:
+    """Artifacts per model, in one query."""
+    out: dict[str, list[Artifact]] = {i: [] for i in model_ids}
+    for a in session.scalars(select(Artifact).where(Artifact.model_id.in_(model_ids)).order_by(Artifact.format)):
+        out[a.model_id].append(a)
+    return out
+
+
+def list_models(*, session: Session, tenant: str, limit: int, after: str | None) -> tuple[list[Model], bool]:
+    """The tenant's models, newest first."""
+    return page(session, select(Model).where(Model.tenant == tenant), Model.id, limit=limit, after=after)
+
+
+def get_artifact(*, session: Session, tenant: str, model_id: str, fmt: str) -> Artifact:
+    """One artifact of a model, or 404."""
+    get_model(session=session, tenant=tenant, model_id=model_id)
+    art = session.scalars(select(Artifact).where(Artifact.model_id == model_id, Artifact.format == fmt)).first()
+    if art is None:
+        raise NotFound(f"model {model_id} has no {fmt} artifact", code="artifact_not_found")
+    return art

@@ -1,0 +1,21 @@
+"""Enqueue by task name: the API never imports the worker."""
+
+from functools import cache
+
+from celery import Celery
+
+from app.config import get_settings
+from app.domain.broker import TRAIN_TASK, celery_config
+
+
+@cache
+def _producer() -> Celery:
+    s = get_settings()
+    app = Celery("taas-api")
+    app.conf.update(celery_config(s.resolved_broker_url, s.data_dir, s.queue_name))
+    return app
+
+
+def enqueue_job(job_id: str) -> None:
+    """Send the training task for job_id (call only after the job row is committed)."""
+    _producer().send_task(TRAIN_TASK, args=[job_id], queue=get_settings().queue_name)

@@ -1,0 +1,114 @@
+"""Blob storage behind one small interface: a local directory now, an object store later."""
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from app.config import get_settings
+from app.domain.ids import new_id
+
+
+class BlobWriter:
+    """Writes a blob to a temporary file, hashing as it goes; commit() moves it into place atomically."""
+
+    def __init__(self, storage: "LocalStorage", key: str):
+        self.storage, self.key = storage, key
+        self.tmp = storage.root / "tmp" / new_id("art")
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._f: BinaryIO = open(self.tmp, "wb")  # noqa: SIM115
+        self._hash = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._f.write(chunk)
+        self._hash.update(chunk)
+        self.bytes += len(chunk)
+
+    def flush(self) -> None:
+        """Make the bytes written so far readable through self.tmp."""
+        self._f.flush()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self) -> Path:
+        """Flush, fsync and rename into place; returns the final path."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        dst = self.storage.path(self.key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.tmp, dst)
+        return dst
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        if not self._f.closed:
+            self._f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class LocalStorage:
+    """Blobs as files under one root; keys are relative paths we generate, never user input."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """Filesystem path of key."""
+        assert ".." not in key and not key.startswith("/"), key
+        return self.root / key
+
+    def writer(self, key: str) -> BlobWriter:
+        """A streaming, hashing, atomic writer for key."""
+        return BlobWriter(self, key)
+
+    def put_file(self, key: str, src: Path) -> tuple[int, str]:
+        """Copy src into key; returns (bytes, sha256)."""
+        w = self.writer(key)
+        try:
+            with open(src, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    w.write(chunk)
+            w.commit()
+        except BaseException:
+            w.abort()
+            raise
+        return w.bytes, w.sha256
+
+    def put_bytes(self, key: str, data: bytes) -> tuple[int, str]:
+        """Store data under key; returns (bytes, sha256)."""
+        w = self.writer(key)
+        w.write(data)
+        w.commit()
+        return w.bytes, w.sha256
+
+    def iter_chunks(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """Stream a blob."""
+        with open(self.path(key), "rb") as f:
+            while data := f.read(chunk):
+                yield data
+
+    def delete(self, key: str) -> None:
+        """Remove a blob if present."""
+        self.path(key).unlink(missing_ok=True)
+
+    def free_bytes(self) -> int:
+        """Free space on the storage volume."""
+        return shutil.disk_usage(self.root).free
+
+
+_storage: LocalStorage | None = None
+
+
+def get_storage() -> LocalStorage:
+    """The process-wide storage."""
+    global _storage
+    if _storage is None:
+        _storage = LocalStorage(get_settings().storage_dir)
+    return _storage

@@ -1,0 +1,35 @@
+"""Worker settings: a worker needs only the broker URL, the API URL and the worker token."""
+
+from functools import cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    """Read from TAAS_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="TAAS_", extra="ignore")
+
+    broker_url: str | None = None  # default: the embedded filesystem broker under data_dir
+    api_url: str = "http://127.0.0.1:8000"
+    worker_token: str = ""
+    queue_name: str = "taas"
+    data_dir: Path = Path("data")  # only for the embedded filesystem broker
+    cache_dir: Path | None = None  # dataset and weights cache (default: data_dir/worker-cache)
+    cache_max_bytes: int = 20 * 1024**3
+    worker_name: str | None = None
+    max_job_seconds: int = 24 * 3600
+    http_retry_seconds: float = 300.0  # how long posts are retried while the API is unreachable
+    testing: bool = False
+    fault_kill_at_epoch: int | None = None  # honoured only when testing is on
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or self.data_dir / "worker-cache"
+
+
+@cache
+def get_worker_settings() -> WorkerSettings:
+    """The process-wide worker settings."""
+    return WorkerSettings()
