@@ -24,7 +24,10 @@ def _bearer(request: Request) -> str:
 
 def principal(request: Request, session: SessionDep) -> Principal:
     """The authenticated caller."""
-    return authenticate(session=session, key=_bearer(request))
+    found = authenticate(session=session, key=_bearer(request))
+    # End the lookup's transaction now: on SQLite it holds the write lock until the request ends otherwise.
+    session.commit()
+    return found
 
 
 def require(scope: str):

@@ -1,0 +1,70 @@
+"""Real service processes for integration tests: started in their own process group, killed as a group."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Proc:
+    """A child process in its own session, logging to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self._f = open(log, "wb")  # noqa: SIM115
+        self.p = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._f, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Signal the whole group, then kill it if it lingers."""
+        if self.alive():
+            try:
+                os.killpg(self.p.pid, sig)
+                self.p.wait(timeout=timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait(timeout=10)
+        self._f.close()
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_bytes()[-n:].decode(errors="replace")
+
+
+def taas(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def poll(fn: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    """Poll fn until truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_healthy(url: str, proc: Proc, timeout: float = 60) -> None:
+    def ok() -> bool:
+        assert proc.alive(), proc.tail()
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    poll(ok, timeout, f"{url}/healthz")
