@@ -43,19 +43,27 @@ class Heartbeat(threading.Thread):
 class ApiLogger:
     """The recipe's MetricLogger: every number leaves through the API."""
 
-    def __init__(self, client: InternalClient, job_id: str, attempt: int):
-        self.client, self.job_id, self.attempt, self.n = client, job_id, attempt, 0
+    def __init__(self, client: InternalClient, job_id: str, attempt: int, seed: int | None = None):
+        self.client, self.job_id, self.attempt, self.n, self.seed = client, job_id, attempt, 0, seed
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
         values = {k: v for k, v in metrics.items() if k != "epoch"}
         self.client.post(f"/internal/jobs/{self.job_id}/metrics",
                          {"attempt": self.attempt, "epoch": int(metrics["epoch"]), "metrics": values})
+        _maybe_inject_fault(self.seed, int(metrics["epoch"]))
 
     def log_event(self, message: str, **data: Any) -> None:
         self.n += 1
         self.client.post(f"/internal/jobs/{self.job_id}/events",
                          {"attempt": self.attempt, "key": str(self.n), "message": message,
                           "data": json.loads(json.dumps(data, default=str)) or None})
+
+
+def _maybe_inject_fault(seed: int | None, epoch: int) -> None:
+    s = get_worker_settings()
+    if s.testing and s.fault_seed is not None and seed == s.fault_seed and epoch == s.fault_epoch:
+        if s.fault_action == "raise":
+            raise RuntimeError(f"injected fault after epoch {epoch}")
 
 
 def run_job(job_id: str) -> None:
@@ -116,8 +124,9 @@ def _train(client: InternalClient, claim: dict[str, Any], cache: BlobCache, hb: 
         manifest_path = Path(tmp) / "manifest.json"
         client.download(f"/internal/datasets/{ds['id']}/manifest", manifest_path)
         manifest = json.loads(manifest_path.read_text())
+        logger = ApiLogger(client, job_id, attempt, claim["spec"]["hyperparameters"]["seed"])
         result = run_training(spec=claim["spec"], archive_path=archive, manifest=manifest, weights_path=weights,
-                              out_dir=Path(tmp) / "model", logger=ApiLogger(client, job_id, attempt),
+                              out_dir=Path(tmp) / "model", logger=logger,
                               should_stop=lambda: hb.cancel.is_set() or hb.lost.is_set())
         if hb.lost.is_set():
             raise StaleAttempt(409, "stale_attempt", "lease lost during training")

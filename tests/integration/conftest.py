@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import REDIS_URL, free_port
 from tests.procs import ROOT, Proc, taas, wait_healthy
 
+FAULT_SEED = 424242  # a job with this seed raises after its first epoch (worker fault injection)
+
 
 @dataclass
 class Stack:
@@ -33,7 +35,8 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
            "TAAS_BROKER_URL": REDIS_URL, "TAAS_QUEUE_NAME": f"taas-test-{secrets.token_hex(4)}",
            "TAAS_SECRET_KEY": secrets.token_hex(16), "TAAS_WORKER_TOKEN": secrets.token_hex(16),
            "TAAS_PORT": str(port), "TAAS_API_URL": f"http://127.0.0.1:{port}", "TAAS_CACHE_DIR": str(tmp / "cache"),
-           "TAAS_RUN_REAPER": "1", "PYTHONUNBUFFERED": "1"}
+           "TAAS_RUN_REAPER": "1", "PYTHONUNBUFFERED": "1",
+           "TAAS_TESTING": "1", "TAAS_FAULT_SEED": str(FAULT_SEED), "TAAS_FAULT_EPOCH": "1"}
     (tmp / "data").mkdir()
     subprocess.run(taas("weights", "import", "efficientnet_lite0"), env=env, cwd=ROOT, check=True,
                    capture_output=True)

@@ -56,3 +56,23 @@ def test_head_only_job_from_upload_to_a_model_that_predicts(stack, tmp_path):
     preds = predict(net, config, [img for img, _ in samples], top_k=1)
     accuracy = sum(p[0][0] == label for p, (_, label) in zip(preds, samples, strict=True)) / len(samples)
     assert accuracy >= 0.8, accuracy  # chance is 1/3
+
+
+def test_an_exception_in_training_fails_the_job_with_a_readable_error(stack, tmp_path):
+    from tests.integration.conftest import FAULT_SEED
+
+    http = stack.client()
+    path = write_zip(tmp_path / "small.zip", dataset_members(classes=2, per_class=6, size=8))
+    with open(path, "rb") as f:
+        ds = http.post("/v1/datasets", files={"file": ("small.zip", f)}).json()
+    poll(lambda: http.get(f"/v1/datasets/{ds['id']}").json()["status"] == "ready", 60, "dataset ready")
+    spec = {"dataset_id": ds["id"], "base_model": {"arch": "resnet18", "weights": "none"},
+            "hyperparameters": {"epochs": 3, "image_size": 16, "seed": FAULT_SEED}}
+    job_id = http.post("/v1/jobs", json=spec).json()["id"]
+    job = poll(lambda: (j := http.get(f"/v1/jobs/{job_id}").json())["status"] not in ("queued", "running") and j,
+               120, "job to finish")
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "training_error"
+    assert "injected fault after epoch 1" in job["error"]["message"]
+    assert job["model_id"] is None and job["finished_at"]
+    assert [r["epoch"] for r in http.get(f"/v1/jobs/{job_id}/metrics").json()["data"]] == [1]

@@ -60,7 +60,7 @@ class Preprocessing:
 
 @dataclass
 class Split:
-    """A decoded split: uint8 images N×3×S×S and int64 labels N."""
+    """A split in memory: uint8 images N×3×S×S (or cached backbone features) and int64 labels N."""
 
     images: Tensor
     labels: Tensor

@@ -42,13 +42,13 @@ def train_one_epoch(model: nn.Module, forward: Forward, split: Split, *, optimiz
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, *, criterion: nn.Module, batch_size: int,
+def evaluate(model: nn.Module, forward: Forward, split: Split, *, criterion: nn.Module, batch_size: int,
              normalize: Callable[[Tensor], Tensor]) -> tuple[float, float, Tensor]:
-    """Mean loss, accuracy and the predicted labels, in eval mode."""
+    """Mean loss, accuracy and the predicted labels, with the model in eval mode."""
     model.eval()
     total_loss, preds = torch.zeros(()), []
     for i in range(0, len(split), batch_size):
-        logits = model(normalize(split.images[i: i + batch_size]))
+        logits = forward(normalize(split.images[i: i + batch_size]))
         total_loss += criterion(logits, split.labels[i: i + batch_size]) * len(logits)
         preds.append(logits.argmax(1))
     predicted = torch.cat(preds)

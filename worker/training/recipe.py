@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from worker.training import architectures as A
 from worker.training.artifact import model_config, save_artifact, saved_classes
-from worker.training.data import Preprocessing, load_splits
+from worker.training.data import Preprocessing, Split, load_splits
 from worker.training.freeze import apply_freeze, frozen_groups
 from worker.training.loop import TrainingCancelled, classification_metrics, evaluate, train_one_epoch
 
@@ -85,6 +85,7 @@ class Recipe:
                                    state_dict=self._base_state(weights_path))
         apply_freeze(self.model, self.arch, self.frozen, batch_norm=self.freeze.get("batch_norm", "frozen"))
         self.backbone_frozen = self.frozen == A.group_names(self.arch)[:-1]
+        self._prepare_inputs(self.freeze.get("batch_norm", "frozen") == "frozen")
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.logger.log_event("model built", frozen_groups=self.frozen,
                               trainable_params=sum(p.numel() for p in params))
@@ -106,23 +107,47 @@ class Recipe:
                 state.pop(key, None)
         return state
 
-    def _forward(self, x: Tensor) -> Tensor:
-        if self.backbone_frozen:
-            with torch.no_grad():  # features without an autograd graph: only the head learns
-                features = A.get_arch(self.arch).features(self.model, x)
-            return A.get_arch(self.arch).classify(self.model, features)
-        return self.model(x)
+    def _prepare_inputs(self, backbone_in_eval: bool) -> None:
+        arch = A.get_arch(self.arch)
+        self.inputs, self.normalize, self.forward = self.splits, self.prep.normalize, self.model
+        if not self.backbone_frozen:
+            return
+        if not backbone_in_eval:
+            self.forward = self._frozen_backbone_forward
+            return
+        # A frozen backbone in eval mode maps each image to the same features every epoch: compute them
+        # once, and every epoch only runs the head.
+        self.model.eval()
+        with torch.no_grad():
+            self.inputs = {name: Split(self._batched(lambda x: arch.features(self.model, x), split), split.labels)
+                           for name, split in self.splits.items()}
+        self.normalize, self.forward = (lambda f: f), (lambda f: arch.classify(self.model, f))
+        self.logger.log_event("backbone features cached", dims=list(self.inputs["train"].images.shape[1:]))
+
+    def _batched(self, fn: Callable[[Tensor], Tensor], split: Split) -> Tensor:
+        out, size = [], self.hp["batch_size"]
+        for i in range(0, len(split), size):
+            if self.should_stop():
+                raise TrainingCancelled("training was cancelled")
+            out.append(fn(self.prep.normalize(split.images[i: i + size])))
+        return torch.cat(out)
+
+    def _frozen_backbone_forward(self, x: Tensor) -> Tensor:
+        arch = A.get_arch(self.arch)
+        with torch.no_grad():  # features without an autograd graph: only the head learns
+            features = arch.features(self.model, x)
+        return arch.classify(self.model, features)
 
     def train(self) -> None:
         """Run every epoch, log it, and keep the weights of the best validation accuracy."""
         batch_size, self.best_epoch, best_accuracy = self.hp["batch_size"], 0, -1.0
         for epoch in range(1, self.hp["epochs"] + 1):
-            stats = train_one_epoch(self.model, self._forward, self.splits["train"], optimizer=self.optimizer,
-                                    criterion=self.criterion, batch_size=batch_size,
-                                    normalize=self.prep.normalize, generator=self.generator,
-                                    should_stop=self.should_stop)
-            val_loss, val_accuracy, _ = evaluate(self.model, self.splits["val"], criterion=self.criterion,
-                                                 batch_size=batch_size, normalize=self.prep.normalize)
+            stats = train_one_epoch(self.model, self.forward, self.inputs["train"], optimizer=self.optimizer,
+                                    criterion=self.criterion, batch_size=batch_size, normalize=self.normalize,
+                                    generator=self.generator, should_stop=self.should_stop)
+            val_loss, val_accuracy, _ = evaluate(self.model, self.forward, self.inputs["val"],
+                                                 criterion=self.criterion, batch_size=batch_size,
+                                                 normalize=self.normalize)
             self.logger.log_epoch({
                 "epoch": epoch, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
                 "val_loss": val_loss, "val_accuracy": val_accuracy,
@@ -135,13 +160,13 @@ class Recipe:
     def final_metrics(self) -> dict:
         """Load the best epoch's weights and score them on test (or val when there is no test split)."""
         self.model.load_state_dict(self.best_state)
-        split_name = "test" if "test" in self.splits else "val"
+        split_name = "test" if "test" in self.inputs else "val"
         metrics: dict = {"evaluated_on": split_name}
         for name in ("val", "test"):
-            if name in self.splits:
-                _, accuracy, predicted = evaluate(self.model, self.splits[name], criterion=self.criterion,
-                                                  batch_size=self.hp["batch_size"],
-                                                  normalize=self.prep.normalize)
+            if name in self.inputs:
+                _, accuracy, predicted = evaluate(self.model, self.forward, self.inputs[name],
+                                                  criterion=self.criterion, batch_size=self.hp["batch_size"],
+                                                  normalize=self.normalize)
                 metrics[f"{name}_accuracy"] = accuracy
                 if name == split_name:
                     report = classification_metrics(predicted, self.splits[name].labels, self.classes)
@@ -156,7 +181,7 @@ class Recipe:
 
     def cleanup(self) -> None:
         """Drop the decoded data and the model so a long-lived worker gets its memory back."""
-        for name in ("splits", "model", "optimizer", "best_state"):
+        for name in ("splits", "inputs", "forward", "model", "optimizer", "best_state"):
             self.__dict__.pop(name, None)
 
 
