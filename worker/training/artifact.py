@@ -58,10 +58,12 @@ def saved_classes(weights_path: Path) -> list[str] | None:
     return json.loads(classes) if classes else None
 
 
-def load_model(source: Path | tuple[Path, Path]) -> tuple[nn.Module, dict]:
+def load_model(source: str | Path | tuple[Path, Path]) -> tuple[nn.Module, dict]:
     """Rebuild a model in eval mode from a model directory or a (weights, config) pair of paths."""
-    weights_path, config_path = (source / WEIGHTS_FILE, source / CONFIG_FILE) if isinstance(source, Path) \
-        else source
+    if isinstance(source, str | os.PathLike):
+        weights_path, config_path = Path(source) / WEIGHTS_FILE, Path(source) / CONFIG_FILE
+    else:
+        weights_path, config_path = source
     config = json.loads(Path(config_path).read_text())
     if config.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"unsupported model format_version {config.get('format_version')!r}")

@@ -122,6 +122,7 @@ class Recipe:
             self.inputs = {name: Split(self._batched(lambda x: arch.features(self.model, x), split), split.labels)
                            for name, split in self.splits.items()}
         self.normalize, self.forward = (lambda f: f), (lambda f: arch.classify(self.model, f))
+        self.splits = {}  # the decoded images are no longer needed; a worker gets that memory back now
         self.logger.log_event("backbone features cached", dims=list(self.inputs["train"].images.shape[1:]))
 
     def _batched(self, fn: Callable[[Tensor], Tensor], split: Split) -> Tensor:
@@ -169,7 +170,7 @@ class Recipe:
                                                   normalize=self.normalize)
                 metrics[f"{name}_accuracy"] = accuracy
                 if name == split_name:
-                    report = classification_metrics(predicted, self.splits[name].labels, self.classes)
+                    report = classification_metrics(predicted, self.inputs[name].labels, self.classes)
                     metrics.update(per_class=report["per_class"], confusion_matrix=report["confusion_matrix"])
         return metrics
 

@@ -83,6 +83,8 @@ def convert_to_safetensors(arch: str, src: Path | None, dst: Path) -> str:
     tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "arch": arch, "source": Path(src).name})
+    # One metadata key: safetensors writes metadata in hash-map order, so more keys would make the bytes
+    # (and the sha256 that identifies imported weights) differ between identical imports.
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, dst)
     return _sha256(dst)
