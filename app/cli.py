@@ -122,7 +122,10 @@ def serve() -> None:
              subprocess.Popen([*taas, "worker"], env=env)]
     typer.echo(f"taas serving on http://{s.host}:{s.port} (data in {s.data_dir.resolve()})")
 
+    asked = []
+
     def stop(*_: object) -> None:
+        asked.append(True)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -136,7 +139,10 @@ def serve() -> None:
                 procs[0].wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
-        code = next((p.returncode for p in procs if p.poll() is not None), 0) or 0
+        # A stop we were asked for is a clean exit; a child that died by itself is not.
+        code = 0 if asked else next((abs(p.returncode) or 1 for p in procs if p.poll() is not None), 1)
+        if not asked:
+            typer.echo(f"a taas process exited ({[p.returncode for p in procs]}); stopping", err=True)
     finally:
         stop()
         for p in procs:
