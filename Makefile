@@ -31,3 +31,9 @@ catalog: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data
+
+# The training benchmark: the seed's loop, a hand-tuned loop and the recipe side by side (not part of `make test`;
+# about 15 minutes on 2 cores). Prints a table and writes bench/results/train.json.
+.PHONY: bench-train
+bench-train: $(STAMP)
+	$(BIN)/python -m bench.train $(BENCH_ARGS)

@@ -22,15 +22,24 @@ class Settings(BaseSettings):
     worker_token: str | None = None  # shared with workers; default: generated under data_dir
 
     max_upload_bytes: int = 2 * 1024**3
+    max_weights_upload_bytes: int = 4 * 1024**3
     max_members: int = 100_000
     max_unpacked_bytes: int = 20 * 1024**3
     max_compression_ratio: float = 200.0
     max_image_pixels: int = 50_000_000
+    max_request_bytes: int = 1024**2  # bodies parsed in memory (JSON); streamed uploads have their own caps
+    max_internal_request_bytes: int = 64 * 1024**2  # the same for /internal (a result's confusion matrix)
+    # A worker's input batch is batch_size * image_size^2 pixels; this bounds it (256 images at 224 px).
+    max_batch_pixels: int = 256 * 224 * 224
+    quota_max_active_jobs: int = 100  # queued + running jobs per tenant
+    quota_max_stored_bytes: int = 50 * 1024**3  # datasets, base models and artifacts per tenant
     val_fraction: float = Field(0.2, gt=0, lt=1)
 
     max_attempts: int = 3
-    lease_seconds: int = 60
-    enqueue_resend_seconds: int = 120
+    lease_seconds: float = 60.0  # renewed by heartbeats every lease/4
+    lease_grace_seconds: float = 0.0  # extra wait past an expired lease before requeueing
+    enqueue_resend_seconds: float = 120.0  # first re-send deadline of a queued job; doubles per send
+    enqueue_grace_seconds: float = 5.0  # a job never sent is sent by the reaper after this
     reaper_interval_seconds: float = 5.0
     run_reaper: bool = False
     idempotency_ttl_hours: int = 24

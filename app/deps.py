@@ -38,6 +38,7 @@ def require(scope: str):
             raise Forbidden(f"this API key lacks the '{scope}' scope", code="insufficient_scope")
         return p
 
+    dep.required_scope = scope  # type: ignore[attr-defined]  # lets tests find each route's scope
     return dep
 
 

@@ -48,5 +48,9 @@ class TooLarge(TaasError):
     status, code = 413, "upload_too_large"
 
 
+class QuotaExceeded(TaasError):
+    status, code = 429, "quota_exceeded"
+
+
 class InsufficientStorage(TaasError):
     status, code = 507, "insufficient_storage"

@@ -1,15 +1,22 @@
 """create_app(): routers, error handlers, lifespan."""
 
+import inspect
 import logging
 import threading
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import reaper
+from app.basemodels import router as base_models
 from app.config import get_settings
 from app.datasets import router as datasets
 from app.datasets.service import resume_processing
@@ -36,13 +43,79 @@ def _error(status: int, code: str, message: str, details: dict | None = None) ->
     return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status)
 
 
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """The contract's error body, documented for every 4xx answer."""
+
+    error: ErrorInfo
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "An error"}}
+
+
+class BodyLimit:
+    """Caps request bodies that FastAPI reads into memory, by Content-Length and by counting the bytes.
+
+    The cap is chosen from the route (routing has happened by the time the body is read): JSON bodies get
+    max_request_bytes (max_internal_request_bytes under /internal), form uploads max_upload_bytes. An async
+    route without a parsed body (the streamed dataset upload, artifact uploads) reads request.stream() itself
+    and caps it mid-stream, so it is left alone. Over the cap, receive() raises an HTTPException(413), which
+    FastAPI re-raises from its body reading."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    @staticmethod
+    def limit(scope: Scope) -> int | None:
+        """The cap for this request's route, or None when the route streams and caps its body itself."""
+        route = scope.get("route")
+        body = getattr(route, "body_field", None)
+        endpoint = getattr(route, "endpoint", None) or scope.get("endpoint")
+        if body is None and inspect.iscoroutinefunction(endpoint):
+            return None
+        settings = get_settings()
+        if body is not None and isinstance(body.field_info, params.Form):
+            return settings.max_upload_bytes
+        # Read before the worker token is checked, so /internal is capped too, if more generously.
+        internal = scope.get("path", "").startswith("/internal/")
+        return settings.max_internal_request_bytes if internal else settings.max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        received, limit, decided = 0, None, False
+
+        async def limited() -> Message:
+            nonlocal received, limit, decided
+            if not decided:
+                limit, decided = self.limit(scope), True
+                if limit is not None and declared.isdigit() and int(declared) > limit:
+                    raise StarletteHTTPException(413, f"the request body exceeds the {limit} byte limit")
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise StarletteHTTPException(413, f"the request body exceeds the {limit} byte limit")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def create_app() -> FastAPI:
     """The API application."""
     app = FastAPI(title="taas", version="0.1.0", lifespan=lifespan,
                   description="Training as a service: upload a labelled image dataset, fine-tune a pretrained "
                               "backbone, download the model.")
-    for r in (keys, datasets, jobs, models, internal):
-        app.include_router(r.router)
+    for r in (keys, datasets, base_models, jobs, models, internal):
+        app.include_router(r.router, responses=ERROR_RESPONSES)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(TaasError)
     async def _taas(_: Request, exc: TaasError) -> JSONResponse:
@@ -56,8 +129,18 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's words
+            why = "is nested too deeply" if isinstance(exc.__cause__, RecursionError) else "is not valid JSON"
+            return _error(422, "invalid_json", f"the request body {why}")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code,
+                                                                                          "http_error")
         return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the client sent (a NUL character in a string, say): input, not a bug.
+        log.warning("database refused a request value: %s", exc.orig)
+        return _error(422, "invalid_request", "the request contains a value that cannot be stored or searched for")
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

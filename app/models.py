@@ -114,6 +114,11 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     next_seq: Mapped[int] = mapped_column(Integer, default=0)
+    lost_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # attempts lost to dead workers
+    enqueue_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # sends to the broker
+    checkpoint_epoch: Mapped[int | None]
+    checkpoint_key: Mapped[str | None] = mapped_column(String(200))
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     cancel_requested_at: Mapped[datetime | None]
     lease_expires_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
@@ -184,6 +189,7 @@ class Artifact(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     blob_key: Mapped[str] = mapped_column(String(200))
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # e.g. onnx: max_abs_diff against torch
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (Index("uq_artifacts_job_format", "job_id", "format", unique=True),)
 

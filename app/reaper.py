@@ -1,18 +1,20 @@
-"""The reaper: requeues jobs whose worker lost its lease and re-sends queued jobs whose enqueue went stale."""
+"""The reaper: requeues jobs whose worker lost its lease and sends queued jobs the outbox says are due."""
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db import get_sessionmaker
 from app.domain.states import JobStatus
+from app.jobs import outbox
+from app.jobs.cleanup import delete_blobs, drop_checkpoint
 from app.jobs.transitions import cas
 from app.models import Job, utcnow
-from app.queue import enqueue_job
 
 log = logging.getLogger(__name__)
 LOCK_ID = 0x7461_6173  # "taas"
@@ -25,53 +27,60 @@ def _locked(session: Session) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_ID}).scalar())
 
 
-def reap_once() -> dict[str, int]:
+def _reap_lost(session: Session, job: Job, done: dict[str, int], garbage: list[str]) -> list[str]:
+    """One running job whose lease expired: cancelled, failed or requeued. Returns job ids to send."""
+    now = utcnow()
+    if job.cancel_requested_at is not None:
+        if cas(session, job.id, JobStatus.running, JobStatus.cancelled, attempt=job.attempt,
+               message="worker lost after cancellation was requested", finished_at=now, lease_expires_at=None):
+            done["cancelled"] += 1
+            drop_checkpoint(session, job, garbage)
+        return []
+    lost = job.lost_count + 1
+    if lost >= job.max_attempts:
+        if cas(session, job.id, JobStatus.running, JobStatus.failed, attempt=job.attempt,
+               message=f"worker lost {lost} times; giving up", error_code="worker_lost",
+               error_message=f"the worker was lost on {lost} attempts (max_attempts={job.max_attempts})",
+               finished_at=now, lease_expires_at=None, lost_count=lost):
+            done["failed"] += 1
+            drop_checkpoint(session, job, garbage)
+        return []
+    if cas(session, job.id, JobStatus.running, JobStatus.queued, attempt=job.attempt,
+           message=f"worker lost on attempt {job.attempt}; requeued", lease_expires_at=None, lost_count=lost,
+           enqueued_at=None, enqueue_count=0):
+        done["requeued"] += 1
+        return [job.id]
+    return []
+
+
+def reap_once(*, reap_leases: bool = True) -> dict[str, int]:
     """One pass; returns counts of what it did."""
     s = get_settings()
-    now = utcnow()
-    done = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
-    resend: list[str] = []
+    done = {"requeued": 0, "failed": 0, "cancelled": 0, "sent": 0}
     with get_sessionmaker()() as session:
         if not _locked(session):
             return done
+        deadline = utcnow() - timedelta(seconds=s.lease_grace_seconds)
         expired = session.scalars(select(Job).where(Job.status == JobStatus.running,
-                                                    Job.lease_expires_at < now)).all()
-        for job in expired:
-            if job.cancel_requested_at is not None:
-                ok = cas(session, job.id, JobStatus.running, JobStatus.cancelled, attempt=job.attempt,
-                         message="worker lost after cancellation", finished_at=now, lease_expires_at=None)
-                done["cancelled"] += ok
-            elif job.attempt >= job.max_attempts:
-                ok = cas(session, job.id, JobStatus.running, JobStatus.failed, attempt=job.attempt,
-                         message="worker lost", error_code="worker_lost", finished_at=now, lease_expires_at=None,
-                         error_message=f"the worker was lost {job.attempt} times")
-                done["failed"] += ok
-            elif cas(session, job.id, JobStatus.running, JobStatus.queued, attempt=job.attempt,
-                     message=f"worker lost on attempt {job.attempt}; requeued", lease_expires_at=None,
-                     enqueued_at=now):
-                done["requeued"] += 1
-                resend.append(job.id)
-        stale = now - timedelta(seconds=s.enqueue_resend_seconds)
-        for job_id in session.scalars(select(Job.id).where(Job.status == JobStatus.queued,
-                                                           Job.enqueued_at < stale).limit(100)):
-            session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=now))
-            resend.append(job_id)
-            done["resent"] += 1
+                                                    Job.lease_expires_at < deadline)).all() if reap_leases else []
+        garbage: list[str] = []
+        send = [job_id for job in expired for job_id in _reap_lost(session, job, done, garbage)]
         session.commit()
-    for job_id in resend:  # after the commit, never before
-        try:
-            enqueue_job(job_id)
-        except Exception:
-            log.warning("reaper: enqueue of %s failed; will retry", job_id)
+        delete_blobs(garbage)
+        for job_id in dict.fromkeys(send + outbox.due(session)):  # after the commit, never before
+            done["sent"] += outbox.send(session, job_id)
     return done
 
 
 def run_forever(stop: threading.Event) -> None:
     """Reap every few seconds until stop is set."""
-    interval = get_settings().reaper_interval_seconds
-    while not stop.wait(interval):
+    s = get_settings()
+    # Leases that ran out while the API was down say nothing about the workers: give them one lease period to
+    # reach the restarted API before treating them as lost.
+    trust_after = time.monotonic() + s.lease_seconds + s.lease_grace_seconds
+    while not stop.wait(s.reaper_interval_seconds):
         try:
-            did = reap_once()
+            did = reap_once(reap_leases=time.monotonic() >= trust_after)
             if any(did.values()):
                 log.info("reaper: %s", did)
         except Exception:

@@ -34,8 +34,9 @@ class InternalClient:
     def close(self) -> None:
         self.http.close()
 
-    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        deadline, delay = time.monotonic() + self.retry_seconds, 0.2
+    def _request(self, method: str, path: str, *, retry_seconds: float | None = None, **kw: Any) -> httpx.Response:
+        deadline = time.monotonic() + (self.retry_seconds if retry_seconds is None else retry_seconds)
+        delay = 0.2
         while True:
             try:
                 resp = self.http.request(method, path, **kw)
@@ -59,9 +60,9 @@ class InternalClient:
             raise cls(resp.status_code, code, message)
         return resp
 
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, path: str, body: dict[str, Any], *, retry_seconds: float | None = None) -> dict[str, Any]:
         """POST JSON and return the JSON answer."""
-        return self._request("POST", path, json=body).json()
+        return self._request("POST", path, json=body, retry_seconds=retry_seconds).json()
 
     def download(self, path: str, dst: Path) -> None:
         """Stream a GET into dst atomically."""
@@ -83,6 +84,7 @@ class InternalClient:
                     raise
                 time.sleep(1.0)
 
-    def upload(self, path: str, src: Path, params: dict[str, Any]) -> dict[str, Any]:
+    def upload(self, path: str, src: Path, params: dict[str, Any], headers: dict[str, str] | None = None
+               ) -> dict[str, Any]:
         """PUT a file's bytes."""
-        return self._request("PUT", path, params=params, content=src.read_bytes()).json()
+        return self._request("PUT", path, params=params, content=src.read_bytes(), headers=headers).json()

@@ -21,8 +21,8 @@ class WorkerSettings(BaseSettings):
     worker_name: str | None = None
     max_job_seconds: int = 24 * 3600
     http_retry_seconds: float = 300.0  # how long posts are retried while the API is unreachable
-    # Fault injection for tests, honoured only when testing is on: a job whose seed equals fault_seed
-    # raises (fault_action "raise") after posting the metrics of epoch fault_epoch.
+    # Fault injection for tests, honoured only when testing is on: a job whose seed equals fault_seed meets
+    # fault_action after epoch fault_epoch is stored (0: after the first epoch of every attempt).
     testing: bool = False
     fault_seed: int | None = None
     fault_epoch: int = 1

@@ -1,14 +1,21 @@
-"""Run one job: claim, fetch inputs, train with heartbeats, upload artifacts, finish. The API is the only writer."""
+"""Run one job: claim, fetch inputs, train with heartbeats and checkpoints, upload artifacts, finish.
 
+The API is the only writer: everything this worker learns leaves through the internal routes, fenced by attempt.
+"""
+
+import inspect
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from worker import shutdown
 from worker.cache import BlobCache
 from worker.client import ApiError, InternalClient, StaleAttempt
 from worker.config import get_worker_settings
@@ -27,7 +34,8 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         try:
-            answer = self.client.post(f"/internal/jobs/{self.job_id}/heartbeat", {"attempt": self.attempt})
+            answer = self.client.post(f"/internal/jobs/{self.job_id}/heartbeat", {"attempt": self.attempt},
+                                      retry_seconds=self.every)
             if answer.get("stop"):
                 self.cancel.set()
         except StaleAttempt:
@@ -39,18 +47,38 @@ class Heartbeat(threading.Thread):
         while not self.done.wait(self.every):
             self.beat()
 
+    def should_stop(self) -> bool:
+        return self.cancel.is_set() or self.lost.is_set() or shutdown.requested()
+
 
 class ApiLogger:
-    """The recipe's MetricLogger: every number leaves through the API."""
+    """The recipe's MetricLogger and checkpoint sink: every number and file leaves through the API."""
 
-    def __init__(self, client: InternalClient, job_id: str, attempt: int, seed: int | None = None):
-        self.client, self.job_id, self.attempt, self.n, self.seed = client, job_id, attempt, 0, seed
+    def __init__(self, client: InternalClient, job_id: str, attempt: int, seed: int | None = None,
+                 should_stop: Any = lambda: False):
+        self.client, self.job_id, self.attempt, self.seed = client, job_id, attempt, seed
+        self.should_stop = should_stop
+        self.n = 0
+        self.epochs_logged = 0
+        self.pending: dict[int, Path] = {}
+
+    def on_checkpoint(self, epoch: int, path: Path) -> None:
+        # Sent with the epoch's metrics, so the checkpoint and its metrics row are stored in one transaction.
+        self.pending[epoch] = path
 
     def log_epoch(self, metrics: dict[str, Any]) -> None:
+        epoch = int(metrics["epoch"])
         values = {k: v for k, v in metrics.items() if k != "epoch"}
-        self.client.post(f"/internal/jobs/{self.job_id}/metrics",
-                         {"attempt": self.attempt, "epoch": int(metrics["epoch"]), "metrics": values})
-        _maybe_inject_fault(self.seed, int(metrics["epoch"]))
+        ckpt = self.pending.pop(epoch, None)
+        if ckpt is not None:
+            self.client.upload(f"/internal/jobs/{self.job_id}/checkpoint", ckpt,
+                               {"attempt": self.attempt, "epoch": epoch},
+                               headers={"X-Taas-Metrics": json.dumps(values)})
+        else:
+            self.client.post(f"/internal/jobs/{self.job_id}/metrics",
+                             {"attempt": self.attempt, "epoch": epoch, "metrics": values})
+        self.epochs_logged += 1
+        _maybe_inject_fault(self, epoch)
 
     def log_event(self, message: str, **data: Any) -> None:
         self.n += 1
@@ -59,19 +87,43 @@ class ApiLogger:
                           "data": json.loads(json.dumps(data, default=str)) or None})
 
 
-def _maybe_inject_fault(seed: int | None, epoch: int) -> None:
+def _maybe_inject_fault(logger: ApiLogger, epoch: int) -> None:
+    """Test-only faults after an epoch is stored, keyed by the job's seed so other jobs are untouched."""
     s = get_worker_settings()
-    if s.testing and s.fault_seed is not None and seed == s.fault_seed and epoch == s.fault_epoch:
-        if s.fault_action == "raise":
-            raise RuntimeError(f"injected fault after epoch {epoch}")
+    hit = epoch == s.fault_epoch or (s.fault_epoch == 0 and logger.epochs_logged == 1)
+    if not (s.testing and s.fault_seed is not None and logger.seed == s.fault_seed and hit):
+        return
+    log.warning("injecting fault %r after epoch %s", s.fault_action, epoch)
+    action = s.fault_action
+    if action == "raise":
+        raise RuntimeError(f"injected fault after epoch {epoch}")
+    if action == "kill":  # this process only (a pool child): the worker itself survives
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "kill_group":  # the whole worker (its process group), parent included
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    if action == "sigterm":  # a deploy stopping the worker: SIGTERM to the Celery parent
+        os.kill(os.getppid(), signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    if action == "block":  # hold the job until told to stop (cancel or shutdown)
+        while not logger.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if action == "block_until_api_down":  # so that the next posts meet a stopped API
+        while time.monotonic() < deadline:
+            try:
+                logger.client.http.get("/healthz", timeout=1)
+            except Exception:
+                return
+            time.sleep(0.05)
 
 
 def run_job(job_id: str) -> None:
-    """Claim job_id and run it to a terminal state (or hand it back if this worker lost it)."""
+    """Claim job_id and run it to a terminal state (or hand it back if this worker is stopping or lost it)."""
     s = get_worker_settings()
     client = InternalClient(s.api_url, s.worker_token, retry_seconds=s.http_retry_seconds)
     name = s.worker_name or f"{socket.gethostname()}:{os.getpid()}"
     try:
+        if shutdown.requested():
+            return  # never start a job while shutting down; the message goes back to the broker
         try:
             claim = client.post(f"/internal/jobs/{job_id}/claim", {"worker": name})
         except ApiError as exc:
@@ -85,7 +137,10 @@ def run_job(job_id: str) -> None:
 
 
 def _run_claimed(client: InternalClient, claim: dict[str, Any], cache: BlobCache) -> None:
+    from worker.training.recipe import TrainingCancelled
+
     job_id, attempt = claim["job_id"], claim["attempt"]
+    path = f"/internal/jobs/{job_id}"
     hb = Heartbeat(client, job_id, attempt, float(claim.get("heartbeat_seconds", 10)))
     hb.start()
     try:
@@ -93,20 +148,21 @@ def _run_claimed(client: InternalClient, claim: dict[str, Any], cache: BlobCache
     except StaleAttempt:
         log.warning("job %s: attempt %s is stale; stopping without touching the job", job_id, attempt)
     except Exception as exc:
-        from worker.training.recipe import TrainingCancelled
-
-        if hb.lost.is_set():
-            log.warning("job %s: lease lost; stopping", job_id)
-        elif isinstance(exc, TrainingCancelled):
-            client.post(f"/internal/jobs/{job_id}/cancelled", {"attempt": attempt})
-        else:
-            log.exception("job %s failed", job_id)
-            code = "invalid_spec" if isinstance(exc, ValueError) else "training_error"
-            try:
-                client.post(f"/internal/jobs/{job_id}/fail",
-                            {"attempt": attempt, "code": code, "message": f"{type(exc).__name__}: {exc}"})
-            except StaleAttempt:
-                pass
+        try:
+            if hb.lost.is_set():
+                log.warning("job %s: lease lost; stopping", job_id)
+            elif isinstance(exc, TrainingCancelled) and hb.cancel.is_set():
+                client.post(f"{path}/cancelled", {"attempt": attempt})
+            elif isinstance(exc, TrainingCancelled) and shutdown.requested():
+                log.warning("job %s: handing attempt %s back (shutdown)", job_id, attempt)
+                client.post(f"{path}/release", {"attempt": attempt})
+            else:
+                log.exception("job %s failed", job_id)
+                code = "invalid_spec" if isinstance(exc, ValueError) else "training_error"
+                client.post(f"{path}/fail", {"attempt": attempt, "code": code,
+                                             "message": f"{type(exc).__name__}: {exc}"})
+        except StaleAttempt:
+            pass
     finally:
         hb.done.set()
 
@@ -115,24 +171,56 @@ def _train(client: InternalClient, claim: dict[str, Any], cache: BlobCache, hb: 
     from worker.training.recipe import run_training  # torch is imported here, in the worker only
 
     job_id, attempt, ds = claim["job_id"], claim["attempt"], claim["dataset"]
+    s = get_worker_settings()
     archive = cache.fetch(client, f"/internal/datasets/{ds['id']}/archive", ds["sha256"])
-    weights = None
+    weights, weights_sha = None, None
     if claim.get("weights"):
         w = claim["weights"]
-        weights = cache.fetch(client, f"/internal/weights/{w['id']}", w["sha256"])
+        weights, weights_sha = cache.fetch(client, f"/internal/weights/{w['id']}", w["sha256"]), w["sha256"]
     with tempfile.TemporaryDirectory(prefix=f"taas-{job_id}-") as tmp:
-        manifest_path = Path(tmp) / "manifest.json"
-        client.download(f"/internal/datasets/{ds['id']}/manifest", manifest_path)
-        manifest = json.loads(manifest_path.read_text())
-        logger = ApiLogger(client, job_id, attempt, claim["spec"]["hyperparameters"]["seed"])
+        tmp_path = Path(tmp)
+        client.download(f"/internal/datasets/{ds['id']}/manifest", tmp_path / "manifest.json")
+        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        resume = None
+        if claim.get("checkpoint"):
+            resume = tmp_path / "resume.pt"
+            client.download(f"/internal/jobs/{job_id}/checkpoint", resume)
+        logger = ApiLogger(client, job_id, attempt, claim["spec"]["hyperparameters"]["seed"], hb.should_stop)
+        cache_root = s.resolved_cache_dir
+        options = dict(checkpoint_dir=tmp_path / "checkpoints", resume_from=resume,
+                       on_checkpoint=logger.on_checkpoint, dataset_sha256=ds["sha256"], weights_sha256=weights_sha,
+                       feature_cache_dir=cache_root / "features", image_cache_dir=cache_root / "images")
+        accepted = inspect.signature(run_training).parameters  # TRANSITIONAL: until the recipe takes them all
         result = run_training(spec=claim["spec"], archive_path=archive, manifest=manifest, weights_path=weights,
-                              out_dir=Path(tmp) / "model", logger=logger,
-                              should_stop=lambda: hb.cancel.is_set() or hb.lost.is_set())
+                              out_dir=tmp_path / "model", logger=logger, should_stop=hb.should_stop,
+                              **{k: v for k, v in options.items() if k in accepted})
         if hb.lost.is_set():
             raise StaleAttempt(409, "stale_attempt", "lease lost during training")
         for fmt, name in (("safetensors", "model.safetensors"), ("config", "config.json")):
             client.upload(f"/internal/jobs/{job_id}/artifacts/{fmt}", result.model_dir / name, {"attempt": attempt})
         config = json.loads((result.model_dir / "config.json").read_text())
-    client.post(f"/internal/jobs/{job_id}/succeed",
-                {"attempt": attempt, "result": {"metrics": result.metrics, "config": config,
-                                                "best_epoch": result.best_epoch, "code_version": CODE_VERSION}})
+        client.post(f"/internal/jobs/{job_id}/succeed",
+                    {"attempt": attempt, "result": {"metrics": result.metrics, "config": config,
+                                                    "best_epoch": result.best_epoch, "code_version": CODE_VERSION}})
+        # After the job has succeeded, so the export never delays it; a failed export is only a warning.
+        _export_onnx(client, logger, result.model_dir)
+
+
+def _export_onnx(client: InternalClient, logger: ApiLogger, model_dir: Path) -> None:
+    try:
+        from worker.training.artifact import load_model
+        from worker.training.export import export_onnx
+
+        model, config = load_model(model_dir)
+        info = export_onnx(model, config, model_dir / "model.onnx")
+        client.upload(f"/internal/jobs/{logger.job_id}/artifacts/onnx", model_dir / "model.onnx",
+                      {"attempt": logger.attempt, "meta": json.dumps(info)})
+        logger.log_event("onnx export checked by onnxruntime", **info)
+    except StaleAttempt:
+        raise
+    except Exception as exc:
+        log.warning("job %s: ONNX export failed: %s", logger.job_id, exc)
+        try:
+            logger.log_event(f"warning: ONNX export failed: {type(exc).__name__}: {exc}"[:1000])
+        except Exception:
+            log.exception("could not report the failed export")

@@ -13,6 +13,11 @@ class HeaderError(ValueError):
     """The file is not a well-formed safetensors file."""
 
 
+def _count(x: object) -> bool:
+    """True for a non-negative int (not a bool): what dimensions and offsets must be."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def read_header(path: Path) -> dict[str, list[int]]:
     """Tensor names to shapes, after checking that offsets tile the data exactly."""
     size = path.stat().st_size
@@ -34,10 +39,11 @@ def read_header(path: Path) -> dict[str, list[int]]:
     for name, info in header.items():
         try:
             dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
+            # Hostile JSON: strings, floats, bools or lists where numbers and names belong.
+            if not isinstance(dtype, str) or not isinstance(shape, list) or not all(map(_count, [*shape, start, end])):
+                raise TypeError
             count = 1
             for d in shape:
-                if not isinstance(d, int) or d < 0:
-                    raise TypeError
                 count *= d
         except (KeyError, TypeError, ValueError):
             raise HeaderError(f"tensor {name!r} has a malformed entry") from None

@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.basemodels.safetensors_header import HeaderError, read_header
 from app.domain import catalog
 from app.domain.ids import new_id
-from app.errors import Invalid
-from app.models import BaseWeights
-from app.storage import get_storage
+from app.domain.states import JobStatus
+from app.errors import Conflict, Invalid, NotFound
+from app.models import BaseWeights, Job
+from app.pagination import page
+from app.storage import BlobWriter, get_storage
 
 
 def check_against_catalog(arch: str, shapes: dict[str, list[int]]) -> None:
@@ -56,3 +58,53 @@ def imagenet_weights(*, session: Session, arch: str) -> BaseWeights | None:
     return session.scalars(select(BaseWeights).where(
         BaseWeights.arch == arch, BaseWeights.source == "imagenet", BaseWeights.tenant.is_(None)
     ).order_by(BaseWeights.id.desc())).first()
+
+
+def register_upload(*, session: Session, tenant: str, arch: str, writer: BlobWriter, name: str | None) -> BaseWeights:
+    """Check an uploaded safetensors file (still uncommitted in writer) against the catalogue and register it."""
+    try:
+        if catalog.get_arch(arch) is None:
+            raise Invalid(f"unknown arch {arch!r}; supported: {', '.join(catalog.arch_names())}", code="unknown_arch")
+        try:
+            shapes = read_header(writer.tmp)
+        except HeaderError as exc:
+            raise Invalid(f"not a safetensors file: {exc}", code="invalid_safetensors") from None
+        check_against_catalog(arch, shapes)
+    except BaseException:
+        writer.abort()
+        raise
+    row = BaseWeights(id=writer.key.rsplit("/", 1)[-1].removesuffix(".safetensors"), tenant=tenant, arch=arch,
+                      source="upload", name=name, sha256=writer.sha256, bytes=writer.bytes, blob_key=writer.key)
+    writer.commit()
+    session.add(row)
+    session.commit()
+    return row
+
+
+def get_base_model(*, session: Session, tenant: str, bm_id: str) -> BaseWeights:
+    """A base model of the tenant or a global one, else 404."""
+    row = session.get(BaseWeights, bm_id)
+    if row is None or row.tenant not in (None, tenant):
+        raise NotFound(f"base model {bm_id} not found", code="base_model_not_found")
+    return row
+
+
+def list_base_models(*, session: Session, tenant: str, limit: int, after: str | None) -> tuple[list[BaseWeights], bool]:
+    """The tenant's own base models and the global (imported) ones, newest first."""
+    stmt = select(BaseWeights).where(or_(BaseWeights.tenant == tenant, BaseWeights.tenant.is_(None)))
+    return page(session, stmt, BaseWeights.id, limit=limit, after=after)
+
+
+def delete_base_model(*, session: Session, tenant: str, bm_id: str) -> None:
+    """Delete the tenant's own base model unless a queued or running job starts from it."""
+    row = get_base_model(session=session, tenant=tenant, bm_id=bm_id)
+    if row.tenant is None:
+        raise NotFound(f"base model {bm_id} not found", code="base_model_not_found")  # global: not the tenant's
+    busy = session.scalars(select(Job.id).where(Job.weights_id == bm_id,
+                                                Job.status.in_([JobStatus.queued, JobStatus.running]))).first()
+    if busy:
+        raise Conflict(f"base model is in use by job {busy}", code="base_model_in_use", details={"job_id": busy})
+    key = row.blob_key
+    session.delete(row)
+    session.commit()
+    get_storage().delete(key)

@@ -1,5 +1,6 @@
 """Dataset routes: parse, call one service function, return."""
 
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -25,6 +26,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 async def upload_dataset(request: Request, principal: Writer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Async so the size cap bites mid-stream; blocking work runs in threads."""
     dataset_id = new_id("ds")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():  # checked again with the real size once streamed
+        await anyio.to_thread.run_sync(partial(service.check_upload_quota, tenant=principal.tenant,
+                                               declared_bytes=int(declared)))
     up = await receive_upload(request, get_storage(), service.archive_key(dataset_id),
                               cap=get_settings().max_upload_bytes)
 

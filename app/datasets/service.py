@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app import quotas
 from app.config import get_settings
 from app.datasets.archive import ArchiveError, ArchiveLimits, inspect_archive, process_archive
 from app.db import get_sessionmaker
@@ -40,6 +41,7 @@ def manifest_key(dataset_id: str) -> str:
 def create_dataset(*, session: Session, tenant: str, dataset_id: str, writer: BlobWriter,
                    name: str | None) -> Dataset:
     """Check the uploaded archive's structure, store it and record it as processing (blocking: run in a thread)."""
+    quotas.check_bytes(session=session, tenant=tenant, adding=writer.bytes)  # the caller aborts the writer
     try:
         listing = inspect_archive(writer.tmp, limits())
     except ArchiveError as exc:
@@ -52,6 +54,12 @@ def create_dataset(*, session: Session, tenant: str, dataset_id: str, writer: Bl
     session.add(ds)
     session.commit()
     return ds
+
+
+def check_upload_quota(*, tenant: str, declared_bytes: int) -> None:
+    """Refuse an upload whose declared size would pass the tenant's storage quota, before streaming it."""
+    with get_sessionmaker()() as session:
+        quotas.check_bytes(session=session, tenant=tenant, adding=declared_bytes)
 
 
 def schedule_processing(dataset_id: str) -> None:

@@ -19,9 +19,15 @@ class _BlobTarget(BaseTarget):
         super().__init__()
         self.writer = writer
         self.seen = False
+        self.parts = 0  # a second 'file' part would be appended to the first
+        self.complete = False  # the part's closing boundary arrived
 
     def on_start(self) -> None:
         self.seen = True
+        self.parts += 1
+
+    def on_finish(self) -> None:
+        self.complete = True
 
     def on_data_received(self, chunk: bytes) -> None:
         self.writer.write(chunk)
@@ -31,10 +37,11 @@ class _BlobTarget(BaseTarget):
 class Uploaded:
     writer: BlobWriter
     name: str | None
+    fields: dict[str, str]  # the extra_fields' values (absent ones omitted)
 
 
 async def receive_upload(request: Request, storage: LocalStorage, key: str, *, cap: int,
-                         file_field: str = "file") -> Uploaded:
+                         file_field: str = "file", extra_fields: tuple[str, ...] = ()) -> Uploaded:
     """Stream a multipart body into storage (uncommitted writer); 413 the moment it passes cap."""
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
@@ -51,6 +58,9 @@ async def receive_upload(request: Request, storage: LocalStorage, key: str, *, c
         parser = StreamingFormDataParser(headers={"Content-Type": ctype})
         parser.register(file_field, target)
         parser.register("name", name)
+        extras = {f: ValueTarget(validator=MaxSizeValidator(1000)) for f in extra_fields}
+        for field, value in extras.items():
+            parser.register(field, value)
         received = 0
         async for chunk in request.stream():
             received += len(chunk)
@@ -66,8 +76,15 @@ async def receive_upload(request: Request, storage: LocalStorage, key: str, *, c
             raise Invalid(f"malformed multipart body: {exc}", code="invalid_upload") from None
         raise
     await anyio.to_thread.run_sync(writer.flush)
-    if not target.seen or writer.bytes == 0:
+    problem = ("has no (non-empty) '{}' part" if not target.seen or writer.bytes == 0
+               else "has more than one '{}' part" if target.parts > 1
+               else "ends before its '{}' part does" if not target.complete else None)
+    if problem:
         await anyio.to_thread.run_sync(writer.abort)
-        raise Invalid(f"the multipart body has no (non-empty) '{file_field}' part", code="invalid_upload")
+        raise Invalid(f"the multipart body {problem.format(file_field)}", code="invalid_upload")
     raw = name.value.decode("utf-8", "replace").strip() if name.value else None
-    return Uploaded(writer=writer, name=raw[:200] if raw else None)
+    if raw and any(ord(c) < 32 or ord(c) == 127 for c in raw):  # PostgreSQL refuses NUL in text
+        await anyio.to_thread.run_sync(writer.abort)
+        raise Invalid("the dataset name must not contain control characters", code="invalid_name")
+    fields = {f: v.value.decode("utf-8", "replace").strip() for f, v in extras.items() if v.value}
+    return Uploaded(writer=writer, name=raw[:200] if raw else None, fields=fields)

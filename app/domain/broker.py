@@ -17,6 +17,7 @@ def celery_config(broker_url: str, data_dir: Path, queue: str, *, max_job_second
         "task_acks_late": True,  # a worker that dies mid-job leaves the message to be redelivered
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        "worker_proc_alive_timeout": 60,  # a pool child warms up (torch kernels) before it reports for work
         "task_time_limit": max_job_seconds + 300,
         "task_soft_time_limit": max_job_seconds,
         "broker_connection_retry_on_startup": True,

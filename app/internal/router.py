@@ -1,5 +1,6 @@
 """Worker-facing routes under /internal, authenticated by the worker token; not in the public OpenAPI."""
 
+import json
 from typing import Any
 
 import anyio
@@ -11,8 +12,10 @@ from app.db import get_sessionmaker
 from app.deps import SessionDep, WorkerDep
 from app.errors import Invalid, NotFound, TooLarge
 from app.internal import service
-from app.models import Dataset
-from app.storage import get_storage
+from app.jobs import outbox
+from app.jobs.cleanup import delete_blobs
+from app.models import Dataset, Job
+from app.storage import BlobWriter, get_storage
 
 router = APIRouter(prefix="/internal", dependencies=[WorkerDep], include_in_schema=False)
 MAX_ARTIFACT = 4 * 1024**3
@@ -71,14 +74,17 @@ def event(job_id: str, body: EventIn, session: SessionDep) -> dict:
     return {"ok": True}
 
 
-@router.put("/jobs/{job_id}/artifacts/{fmt}")
-async def upload_artifact(job_id: str, fmt: str, attempt: int, request: Request) -> dict:
-    """Stream the file to storage, then record it (fenced by attempt)."""
-    if fmt not in FORMATS:
-        raise Invalid(f"unknown artifact format {fmt}", code="invalid_format")
-    storage = get_storage()
-    key = f"jobs/{job_id}/a{attempt}/{fmt}"
-    writer = await anyio.to_thread.run_sync(storage.writer, key)
+def _meta(raw: str | None) -> dict | None:
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else None
+
+
+async def _receive(request: Request, key: str) -> BlobWriter:
+    """Stream a request body into storage under key (committed atomically)."""
+    writer = await anyio.to_thread.run_sync(get_storage().writer, key)
     try:
         async for chunk in request.stream():
             if writer.bytes + len(chunk) > MAX_ARTIFACT:
@@ -88,14 +94,67 @@ async def upload_artifact(job_id: str, fmt: str, attempt: int, request: Request)
     except BaseException:
         await anyio.to_thread.run_sync(writer.abort)
         raise
+    return writer
+
+
+@router.put("/jobs/{job_id}/artifacts/{fmt}")
+async def upload_artifact(job_id: str, fmt: str, attempt: int, request: Request, meta: str | None = None) -> dict:
+    """Stream the file to storage, then record it (fenced by attempt)."""
+    if fmt not in FORMATS:
+        raise Invalid(f"unknown artifact format {fmt}", code="invalid_format")
+    key = f"jobs/{job_id}/a{attempt}/{fmt}"
+    writer = await _receive(request, key)
 
     def record() -> None:
         with get_sessionmaker()() as session:
             service.attach_artifact(session=session, job_id=job_id, attempt=attempt, fmt=fmt, blob_key=key,
-                                    size=writer.bytes, sha256=writer.sha256)
+                                    size=writer.bytes, sha256=writer.sha256, meta=_meta(meta))
 
     await anyio.to_thread.run_sync(record)
     return {"sha256": writer.sha256, "bytes": writer.bytes}
+
+
+@router.post("/jobs/{job_id}/release")
+def release(job_id: str, body: Fenced, session: SessionDep) -> dict:
+    service.release(session=session, job_id=job_id, attempt=body.attempt)
+    outbox.send(session, job_id)  # another worker may take it at once
+    return {"ok": True}
+
+
+@router.put("/jobs/{job_id}/checkpoint")
+async def upload_checkpoint(job_id: str, attempt: int, epoch: int, request: Request) -> dict:
+    """Store a checkpoint atomically, then (same transaction) the epoch's metrics from X-Taas-Metrics."""
+    raw = request.headers.get("x-taas-metrics")
+    try:
+        values = json.loads(raw) if raw else None
+        if values is not None and not isinstance(values, dict):
+            raise ValueError
+    except ValueError:
+        raise Invalid("X-Taas-Metrics must be a JSON object", code="invalid_metrics") from None
+    key = f"jobs/{job_id}/checkpoints/a{attempt}-e{epoch}.pt"
+    writer = await _receive(request, key)
+
+    def record() -> None:
+        garbage: list[str] = []
+        with get_sessionmaker()() as session:
+            try:
+                service.store_checkpoint(session=session, job_id=job_id, attempt=attempt, epoch=epoch, blob_key=key,
+                                         sha256=writer.sha256, values=values, garbage=garbage)
+            except BaseException:
+                get_storage().delete(key)
+                raise
+        delete_blobs(garbage)
+
+    await anyio.to_thread.run_sync(record)
+    return {"sha256": writer.sha256, "bytes": writer.bytes}
+
+
+@router.get("/jobs/{job_id}/checkpoint")
+def download_checkpoint(job_id: str, session: SessionDep) -> FileResponse:
+    job = session.get(Job, job_id)
+    if job is None or job.checkpoint_key is None:
+        raise NotFound("no checkpoint", code="checkpoint_not_found")
+    return FileResponse(get_storage().path(job.checkpoint_key), headers={"X-Checksum-SHA256": job.checkpoint_sha256})
 
 
 @router.post("/jobs/{job_id}/succeed")

@@ -1,5 +1,6 @@
 """The worker-facing rules: claim, heartbeat, metrics, events, artifacts, finish. Every post is fenced by attempt."""
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from app.config import get_settings
 from app.domain.ids import new_id
 from app.domain.states import JobStatus
 from app.errors import Conflict, Invalid, NotFound
+from app.jobs.cleanup import delete_blobs, drop_checkpoint
 from app.jobs.events import append_event
 from app.jobs.transitions import cas
 from app.models import Artifact, BaseWeights, Dataset, Job, JobMetric, Model, utcnow
@@ -60,7 +62,9 @@ def claim(*, session: Session, job_id: str, worker: str) -> dict[str, Any]:
         raise Conflict("the job's dataset is gone", code="job_not_claimable")
     return {"job_id": job_id, "attempt": attempt, "spec": job.spec,
             "dataset": {"id": ds.id, "sha256": ds.sha256, "classes": ds.classes},
-            "weights": _weights_ref(session, job.weights_id), "heartbeat_seconds": get_settings().lease_seconds / 4}
+            "weights": _weights_ref(session, job.weights_id), "heartbeat_seconds": get_settings().lease_seconds / 4,
+            "checkpoint": ({"epoch": job.checkpoint_epoch, "sha256": job.checkpoint_sha256}
+                           if job.checkpoint_key else None)}
 
 
 def _weights_ref(session: Session, weights_id: str | None) -> dict[str, Any] | None:
@@ -98,7 +102,47 @@ def heartbeat(*, session: Session, job_id: str, attempt: int) -> dict[str, Any]:
 
 def record_metrics(*, session: Session, job_id: str, attempt: int, epoch: int, values: dict[str, Any]) -> None:
     """Upsert the epoch's row (a retried post or a re-trained epoch replaces it) and add a metrics event."""
+    _upsert_metrics(session, fenced(session, job_id, attempt), attempt, epoch, values)
+    session.commit()
+
+
+def store_checkpoint(*, session: Session, job_id: str, attempt: int, epoch: int, blob_key: str, sha256: str,
+                     values: dict[str, Any] | None, garbage: list[str]) -> None:
+    """Point the job at a newer checkpoint and record that epoch's metrics, in one transaction."""
     job = fenced(session, job_id, attempt)
+    if job.checkpoint_epoch is not None and epoch < job.checkpoint_epoch:
+        raise Conflict(f"checkpoint of epoch {epoch} is older than the stored one ({job.checkpoint_epoch})",
+                       code="stale_checkpoint")
+    if job.checkpoint_key and job.checkpoint_key != blob_key:
+        garbage.append(job.checkpoint_key)
+    job.checkpoint_epoch, job.checkpoint_key, job.checkpoint_sha256 = epoch, blob_key, sha256
+    if values is not None:
+        _upsert_metrics(session, job, attempt, epoch, values)
+    session.commit()
+
+
+def release(*, session: Session, job_id: str, attempt: int) -> None:
+    """A worker shutting down hands its job back: running -> queued without spending an attempt."""
+    fenced(session, job_id, attempt)
+    if not cas(session, job_id, JobStatus.running, JobStatus.queued, attempt=attempt,
+               message=f"attempt {attempt} handed back by a worker shutting down", lease_expires_at=None,
+               enqueued_at=None, enqueue_count=0):
+        session.rollback()
+        raise Conflict("job moved while releasing", code="stale_attempt")
+    session.commit()
+
+
+def _finite(value: Any) -> float | None:
+    """A float JSON can hold: NaN and infinities (a diverged loss) are stored as null."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _upsert_metrics(session: Session, job: Job, attempt: int, epoch: int, values: dict[str, Any]) -> None:
+    job_id = job.id
     if not 1 <= epoch <= job.epochs:
         raise Invalid(f"epoch {epoch} is outside 1..{job.epochs}", code="invalid_epoch")
     row = session.get(JobMetric, (job_id, epoch))
@@ -106,36 +150,45 @@ def record_metrics(*, session: Session, job_id: str, attempt: int, epoch: int, v
         row = JobMetric(job_id=job_id, epoch=epoch, attempt=attempt)
         session.add(row)
     row.attempt = attempt
-    clean = {k: (float(values[k]) if values.get(k) is not None else None) for k in METRIC_FIELDS}
+    clean = {k: _finite(values.get(k)) for k in METRIC_FIELDS}
     for k, v in clean.items():
         setattr(row, k, v)
     job.progress_epoch = max(job.progress_epoch, epoch)
     job.latest_metrics = {"epoch": epoch, **clean}
     job.lease_expires_at = _lease()
-    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, **clean},
+    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, "attempt": attempt, **clean},
                  dedup_key=f"metrics:{attempt}:{epoch}")
-    session.commit()
 
 
 def record_event(*, session: Session, job_id: str, attempt: int, key: str, message: str,
                  data: dict[str, Any] | None) -> None:
     """Add a worker message once per key."""
-    fenced(session, job_id, attempt)
+    _succeeded_by(session, job_id, attempt) or fenced(session, job_id, attempt)
     append_event(session, job_id, "message", message[:2000], data, dedup_key=f"msg:{attempt}:{key}"[:120])
     session.commit()
 
 
 def attach_artifact(*, session: Session, job_id: str, attempt: int, fmt: str, blob_key: str, size: int,
-                    sha256: str) -> None:
-    """Record (or replace) the job's staged artifact of a format."""
-    fenced(session, job_id, attempt)
+                    sha256: str, meta: dict[str, Any] | None = None) -> None:
+    """Record (or replace) the job's artifact of a format: staged while running, or added to its model after."""
+    job = _succeeded_by(session, job_id, attempt) or fenced(session, job_id, attempt)
     art = session.scalars(select(Artifact).where(Artifact.job_id == job_id, Artifact.format == fmt)).first()
     if art is None:
-        session.add(Artifact(id=new_id("art"), job_id=job_id, format=fmt, bytes=size, sha256=sha256,
-                             blob_key=blob_key))
+        session.add(Artifact(id=new_id("art"), job_id=job_id, model_id=job.model_id, format=fmt, bytes=size,
+                             sha256=sha256, blob_key=blob_key, meta=meta))
+    elif job.model_id is not None and fmt in ("safetensors", "config"):
+        raise Conflict(f"the model's {fmt} artifact is final", code="artifact_final")
     else:
-        art.bytes, art.sha256, art.blob_key = size, sha256, blob_key
+        art.bytes, art.sha256, art.blob_key, art.meta = size, sha256, blob_key, meta
     session.commit()
+
+
+def _succeeded_by(session: Session, job_id: str, attempt: int) -> Job | None:
+    """The job if the given attempt made it succeed: late additions (an ONNX export, events) are welcome."""
+    job = _job(session, job_id)
+    if job.status == JobStatus.succeeded and job.attempt == attempt:
+        return job
+    return None
 
 
 def succeed(*, session: Session, job_id: str, attempt: int, result: dict[str, Any]) -> str:
@@ -165,7 +218,7 @@ def succeed(*, session: Session, job_id: str, attempt: int, result: dict[str, An
                message="succeeded", model_id=model_id, finished_at=utcnow(), lease_expires_at=None):
         session.rollback()
         raise Conflict("job moved while finishing", code="stale_attempt")
-    session.commit()
+    _end(session, job)
     return model_id
 
 
@@ -179,7 +232,7 @@ def fail(*, session: Session, job_id: str, attempt: int, code: str, message: str
                error_code=code[:64], error_message=message[:4000], finished_at=utcnow(), lease_expires_at=None):
         session.rollback()
         raise Conflict("job moved while failing", code="stale_attempt")
-    session.commit()
+    _end(session, job)
 
 
 def cancelled(*, session: Session, job_id: str, attempt: int) -> None:
@@ -192,4 +245,12 @@ def cancelled(*, session: Session, job_id: str, attempt: int) -> None:
                finished_at=utcnow(), lease_expires_at=None):
         session.rollback()
         raise Conflict("job moved while cancelling", code="stale_attempt")
+    _end(session, job)
+
+
+def _end(session: Session, job: Job) -> None:
+    """Commit a terminal transition, then remove the job's checkpoint (the model stays)."""
+    garbage: list[str] = []
+    drop_checkpoint(session, job, garbage)
     session.commit()
+    delete_blobs(garbage)

@@ -5,6 +5,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import quotas
 from app.basemodels.service import imagenet_weights
 from app.config import get_settings
 from app.datasets.service import get_dataset
@@ -13,11 +14,12 @@ from app.domain.plan import plan
 from app.domain.spec import JobSpec
 from app.domain.states import FINISHED, DatasetStatus, JobStatus
 from app.errors import Conflict, Invalid, NotFound
+from app.jobs import outbox
+from app.jobs.cleanup import delete_blobs, drop_checkpoint
 from app.jobs.events import append_event
 from app.jobs.transitions import cas
 from app.models import BaseWeights, Job, JobEvent, JobMetric, Model, utcnow
 from app.pagination import page
-from app.queue import enqueue_job
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,19 @@ def resolve_weights(*, session: Session, tenant: str, spec: JobSpec) -> str | No
     return model.id
 
 
+def check_worker_budget(spec: JobSpec) -> None:
+    """422 spec_too_large when one batch (batch_size * image_size^2 pixels) would exhaust a worker's memory."""
+    hp, limit = spec.hyperparameters, get_settings().max_batch_pixels
+    pixels = hp.batch_size * hp.image_size**2
+    if pixels > limit:
+        raise Invalid(f"batch_size * image_size^2 is {pixels} pixels per batch, over the {limit} limit; "
+                      "lower batch_size or image_size", code="spec_too_large",
+                      details={"batch_pixels": pixels, "limit": limit})
+
+
 def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:
     """Validate like create_job and return the resolved spec and the plan, queueing nothing."""
+    check_worker_budget(spec)
     ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
     weights_id = resolve_weights(session=session, tenant=tenant, spec=spec)
     return {"spec": spec.model_dump(mode="json"), "weights_id": weights_id, "dataset_status": ds.status,
@@ -58,24 +71,24 @@ def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:
 
 def create_job(*, session: Session, tenant: str, spec: JobSpec) -> Job:
     """Validate against the database, store the queued job with one commit, then enqueue."""
+    check_worker_budget(spec)
     ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
     if ds.status != DatasetStatus.ready:
         raise Conflict(f"dataset {ds.id} is {ds.status}, not ready", code="dataset_not_ready",
                        details={"status": ds.status})
     weights_id = resolve_weights(session=session, tenant=tenant, spec=spec)
+    quotas.check_job(session=session, tenant=tenant)
     job = Job(id=new_id("job"), tenant=tenant, dataset_id=ds.id, status=JobStatus.queued,
               spec=spec.model_dump(mode="json"), weights_id=weights_id, attempt=0,
               max_attempts=get_settings().max_attempts, progress_epoch=0,
-              epochs=spec.hyperparameters.epochs, next_seq=0, enqueued_at=utcnow())
+              epochs=spec.hyperparameters.epochs, next_seq=0)
     session.add(job)
     session.flush()
     append_event(session, job.id, "status", "job queued", {"to": "queued"})
     session.commit()
-    try:
-        enqueue_job(job.id)
-    except Exception:
-        # The job is safe in the database; the reaper re-sends queued jobs whose enqueue is stale.
-        log.exception("job %s: enqueue failed; the reaper will re-send it", job.id)
+    # After the commit, never before; if this send is lost, the job is in the outbox for the reaper.
+    outbox.send(session, job.id)
+    session.refresh(job)
     return job
 
 
@@ -101,9 +114,12 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
     job = get_job(session=session, tenant=tenant, job_id=job_id)
     for _ in range(3):  # retry if the job moved under us (e.g. claimed between read and write)
         if job.status == JobStatus.queued:
-            if cas(session, job.id, JobStatus.queued, JobStatus.cancelled, message="cancelled before start",
+            if cas(session, job.id, JobStatus.queued, JobStatus.cancelled, message="cancelled while queued",
                    finished_at=utcnow(), cancel_requested_at=utcnow()):
+                garbage: list[str] = []
+                drop_checkpoint(session, job, garbage)  # a requeued job may have one
                 session.commit()
+                delete_blobs(garbage)
                 break
         elif job.status == JobStatus.running:
             if job.cancel_requested_at is None:

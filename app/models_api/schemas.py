@@ -13,6 +13,7 @@ class ArtifactRead(BaseModel):
     format: str
     bytes: int
     sha256: str
+    meta: dict[str, Any] | None = None
 
 
 class ModelRead(Out):
@@ -32,5 +33,6 @@ class ModelRead(Out):
     def of(cls, m: Model, artifacts: list[Artifact]) -> "ModelRead":
         return cls(id=m.id, job_id=m.job_id, dataset_id=m.dataset_id, arch=m.arch, classes=m.classes,
                    metrics=m.metrics, preprocessing=m.preprocessing, lineage=m.lineage, config=m.config,
-                   artifacts=[ArtifactRead(format=a.format, bytes=a.bytes, sha256=a.sha256) for a in artifacts],
+                   artifacts=[ArtifactRead(format=a.format, bytes=a.bytes, sha256=a.sha256, meta=a.meta)
+                              for a in artifacts],
                    created_at=m.created_at)

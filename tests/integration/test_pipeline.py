@@ -41,7 +41,11 @@ def test_head_only_job_from_upload_to_a_model_that_predicts(stack, tmp_path):
     events = http.get(f"/v1/jobs/{job_id}/events").json()["data"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
-    model = http.get(f"/v1/models/{job['model_id']}").json()
+    # The ONNX export runs after the job has succeeded, so it never delays it: wait for it here.
+    model = poll(lambda: (m := http.get(f"/v1/models/{job['model_id']}").json())
+                 and any(a["format"] == "onnx" for a in m["artifacts"]) and m, 60, "the ONNX artifact")
+    onnx = next(a for a in model["artifacts"] if a["format"] == "onnx")
+    assert onnx["meta"]["max_abs_diff"] < 1e-3
     assert model["classes"] == ds["classes"] and model["arch"] == "efficientnet_lite0"
     assert model["lineage"]["base_weights_sha256"] and model["lineage"]["dataset_sha256"] == ds["sha256"]
     assert {a["format"] for a in model["artifacts"]} >= {"safetensors", "config"}

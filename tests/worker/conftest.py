@@ -1,13 +1,19 @@
 """Shared fixtures for worker tests: tiny archives with manifests, resolved specs, a recording logger."""
 
 import copy
+import hashlib
 import io
 import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
+
+CLASSES = ["red", "green", "blue"]
+COLOURS = [(220, 40, 40), (40, 200, 40), (40, 60, 220), (220, 220, 40), (220, 40, 220), (40, 220, 220),
+           (250, 250, 250)]
 
 BASE_SPEC = {
     "dataset_id": "ds_test",
@@ -15,7 +21,7 @@ BASE_SPEC = {
     "freeze": {"policy": "none", "until": None, "batch_norm": "frozen"},
     "head": {"dropout": 0.0},
     "hyperparameters": {"epochs": 3, "batch_size": 8, "learning_rate": 0.001, "optimizer": "adam",
-                        "momentum": 0.9, "weight_decay": 0.0, "image_size": 32, "seed": 0, "num_workers": 0},
+                        "momentum": 0.9, "weight_decay": 0.0, "image_size": 32, "seed": 0},
     "regularization": {"kind": "none", "alpha": 0.0},
 }
 
@@ -55,6 +61,19 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Train on one thread: on a shared 2-core machine OpenMP's spinning threads make 2 up to 10× slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")  # what the recipe's thread count reads
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def make_dataset(tmp_path_factory):
     """Build (archive_path, manifest) from [(PIL image, label, split)] and class names."""
@@ -80,5 +99,59 @@ def make_spec():
         for section, values in sections.items():
             spec[section].update(values)
         return spec
+
+    return make
+
+
+def square(label: int, rng: np.random.Generator) -> Image.Image:
+    """A coloured square at a random place on grey noise, 48×40 so resize and crop both do something."""
+    pixels = rng.integers(90, 160, size=(40, 48, 3), dtype=np.uint8)
+    size = int(rng.integers(16, 24))
+    top, left = int(rng.integers(0, 40 - size)), int(rng.integers(0, 48 - size))
+    pixels[top: top + size, left: left + size] = COLOURS[label]
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="session")
+def squares(make_dataset):
+    """(archive, manifest, test images): 3 colours, 12/6/6 per class in train/val/test."""
+    rng = np.random.default_rng(0)
+    samples = [(square(label, rng), label, split)
+               for split, per_class in (("train", 12), ("val", 6), ("test", 6))
+               for label in range(3) for _ in range(per_class)]
+    archive, manifest = make_dataset(samples, CLASSES)
+    return archive, manifest, [image for image, _, split in samples if split == "test"]
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, squares):
+    """Stand-in "pretrained" base weights for an arch: (path, sha256) of a seeded native model's safetensors,
+    its batch-norm statistics measured on the squares' training images as pretraining would have left them."""
+    import torch
+    from safetensors.torch import save_file
+
+    from worker.training import architectures as A
+    from worker.training.data import Preprocessing, load_splits
+
+    made: dict[str, tuple[Path, str]] = {}
+
+    def make(arch: str) -> tuple[Path, str]:
+        if arch not in made:
+            torch.manual_seed(123)
+            model = A.get_arch(arch).build()
+            prep = Preprocessing.for_image_size(A.default_preprocessing(arch), 32)
+            x = prep.normalize(load_splits(squares[0], squares[1], prep)["train"].images)
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = None  # a cumulative average over the calibration batch
+            with torch.no_grad():
+                model.train()(x)
+            # Channels that are constant on these images would divide by ~0 in eval mode: floor their variance.
+            state = {k: (v.clamp(min=1e-2) if k.endswith("running_var") else v).contiguous()
+                     for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+            path = tmp_path_factory.mktemp("weights") / f"{arch}.safetensors"
+            save_file(state, str(path))
+            made[arch] = path, hashlib.sha256(path.read_bytes()).hexdigest()
+        return made[arch]
 
     return make

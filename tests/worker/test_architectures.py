@@ -25,6 +25,13 @@ def test_output_width_and_split_forward(arch):
         split = A.get_arch(arch).classify(model, A.get_arch(arch).features(model, x[:2]))
     assert out.shape == (2, 3)
     assert torch.equal(out, split)  # the frozen-backbone path computes the same function
+    stages = A.get_arch(arch).stage_fns(model)
+    assert len(stages) == len(A.group_names(arch)) - 1
+    with torch.no_grad():
+        hidden = x[:2]
+        for stage in stages:  # one callable per backbone group: the network can be cut between any two
+            hidden = stage(hidden)
+        assert torch.equal(A.get_arch(arch).classify(model, hidden), out)
     head = model.get_submodule(A.get_arch(arch).head_module)
     assert isinstance(head[0], torch.nn.Dropout) and head[0].p == 0.3
     assert head[1].weight.std().item() == pytest.approx(0.01, rel=0.3)

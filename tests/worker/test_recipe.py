@@ -3,42 +3,20 @@
 import io
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.worker.conftest import RecordingLogger, write_archive
+from tests.worker.conftest import CLASSES, RecordingLogger, write_archive
 from worker.training import architectures as A
 from worker.training.artifact import load_model, predict
 from worker.training.data import Preprocessing, load_splits
 from worker.training.loop import classification_metrics
 from worker.training.recipe import Recipe, TrainingCancelled, run_training
 
-CLASSES = ["red", "green", "blue"]
-COLOURS = [(220, 40, 40), (40, 200, 40), (40, 60, 220)]
 EPOCH_KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
               "images_per_second", "seconds"}
-
-
-def _square(label: int, rng: np.random.Generator) -> Image.Image:
-    # A coloured square at a random place on grey noise, 48×40 so resize and crop both do something.
-    pixels = rng.integers(90, 160, size=(40, 48, 3), dtype=np.uint8)
-    size = int(rng.integers(16, 24))
-    top, left = int(rng.integers(0, 40 - size)), int(rng.integers(0, 48 - size))
-    pixels[top: top + size, left: left + size] = COLOURS[label]
-    return Image.fromarray(pixels)
-
-
-@pytest.fixture(scope="module")
-def squares(make_dataset):
-    rng = np.random.default_rng(0)
-    samples = [(_square(label, rng), label, split)
-               for split, per_class in (("train", 12), ("val", 6), ("test", 6))
-               for label in range(3) for _ in range(per_class)]
-    archive, manifest = make_dataset(samples, CLASSES)
-    return archive, manifest, [image for image, _, split in samples if split == "test"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +64,7 @@ def test_predict_gives_the_in_memory_model_probabilities(squares, make_spec, tmp
     recipe.train()
     recipe.final_metrics()
     with torch.no_grad():
-        expected = recipe.model.eval()(recipe.prep.normalize(recipe.splits["test"].images)).softmax(1)
+        expected = recipe.model.eval()(recipe.prep.normalize(recipe.data.images()["test"].images)).softmax(1)
     model, config = load_model(recipe.save(tmp_path / "model"))
     got = predict(model, config, test_images, top_k=3)
     for row, probs in zip(got, expected, strict=True):
@@ -126,7 +104,8 @@ def test_same_spec_and_seed_give_identical_metrics(trained, squares, make_spec, 
     ({"freeze": {"policy": "until", "until": "layer9"}}, "freeze.until"),
     ({"freeze": {"policy": "until", "until": "head"}}, "freeze.until"),
     ({"hyperparameters": {"optimizer": "lbfgs"}}, "optimizer"),
-    ({"regularization": {"kind": "l2sp", "alpha": 0.1}}, "regularization"),
+    ({"freeze": {"policy": "head_only"}, "regularization": {"kind": "l2sp", "alpha": 0.1}}, "regulariser"),
+    ({"hyperparameters": {"num_workers": 2}}, "num_workers"),
 ])
 def test_invalid_specs_are_refused_before_any_work(make_spec, sections, match):
     with pytest.raises(ValueError, match=match):

@@ -35,6 +35,12 @@ class Arch:
     groups: tuple[tuple[str, tuple[str, ...]], ...]  # (name, module prefixes) in forward order, head last
     features: Callable[[nn.Module, Tensor], Tensor]  # everything the head group does not do
     classify: Callable[[nn.Module, Tensor], Tensor]  # the head group, on what `features` returns
+    # One function per backbone group, in forward order; composed they compute `features` (the last one pools).
+    stages: Callable[[nn.Module, tuple[tuple[str, tuple[str, ...]], ...]], list[Callable[[Tensor], Tensor]]]
+
+    def stage_fns(self, model: nn.Module) -> list[Callable[[Tensor], Tensor]]:
+        """The backbone of `model` as one callable per block group, so it can be cut between any two."""
+        return self.stages(model, self.groups[:-1])
 
 
 def _torchvision(name: str) -> Callable[[], nn.Module]:
@@ -73,6 +79,46 @@ def _fc(m: nn.Module, f: Tensor) -> Tensor:
     return m.fc(f)
 
 
+def _resnet_stages(m: nn.Module, groups) -> list[Callable[[Tensor], Tensor]]:
+    return [lambda x: m.maxpool(m.relu(m.bn1(m.conv1(x)))), m.layer1, m.layer2, m.layer3,
+            lambda x: torch.flatten(m.avgpool(m.layer4(x)), 1)]
+
+
+def _sequential_stages(pool: Callable[[nn.Module, Tensor], Tensor]):
+    # torchvision's `features` is an nn.Sequential and each group a run of its children.
+    def stages(m: nn.Module, groups) -> list[Callable[[Tensor], Tensor]]:
+        fns = [nn.Sequential(*(m.get_submodule(p) for p in prefixes)) for _, prefixes in groups]
+        last = fns[-1]
+        return [*fns[:-1], lambda x: pool(m, last(x))]
+
+    return stages
+
+
+def _flat_pool(m: nn.Module, x: Tensor) -> Tensor:
+    return torch.flatten(m.avgpool(x), 1)
+
+
+def _map_pool(m: nn.Module, x: Tensor) -> Tensor:
+    return m.avgpool(x)
+
+
+def _lite_stages(m: nn.Module, groups) -> list[Callable[[Tensor], Tensor]]:
+    def blocks(prefixes: tuple[str, ...]) -> Callable[[Tensor], Tensor]:
+        def run(x: Tensor) -> Tensor:
+            for prefix in prefixes:
+                idx = int(prefix.rsplit(".", 1)[1])
+                # As EfficientNet.extract_features: drop connect grows linearly with the block's depth.
+                rate = m._global_params.drop_connect_rate
+                x = m._blocks[idx](x, drop_connect_rate=rate * idx / len(m._blocks) if rate else rate)
+            return x
+        return run
+
+    fns = [lambda x: m._swish(m._bn0(m._conv_stem(x)))]
+    fns += [blocks(prefixes) for name, prefixes in groups if name.startswith("stage")]
+    fns.append(lambda x: torch.flatten(m._avg_pooling(m._swish(m._bn1(m._conv_head(x)))), 1))
+    return fns
+
+
 def _indexed(prefix: str, *indices: int) -> tuple[str, ...]:
     return tuple(f"{prefix}.{i}" for i in indices)
 
@@ -81,8 +127,8 @@ _RESNET_GROUPS = (("stem", ("conv1", "bn1")), ("layer1", ("layer1",)), ("layer2"
                   ("layer3", ("layer3",)), ("layer4", ("layer4",)), (HEAD, ("fc",)))
 
 ARCHS: dict[str, Arch] = {
-    "resnet18": Arch("resnet", _torchvision("resnet18"), "fc", _RESNET_GROUPS, _resnet_features, _fc),
-    "resnet50": Arch("resnet", _torchvision("resnet50"), "fc", _RESNET_GROUPS, _resnet_features, _fc),
+    "resnet18": Arch("resnet", _torchvision("resnet18"), "fc", _RESNET_GROUPS, _resnet_features, _fc, _resnet_stages),
+    "resnet50": Arch("resnet", _torchvision("resnet50"), "fc", _RESNET_GROUPS, _resnet_features, _fc, _resnet_stages),
     # Stages are runs of inverted residual blocks with the same output width.
     "mobilenet_v3_small": Arch(
         "mobilenet_v3", _torchvision("mobilenet_v3_small"), "classifier.3",
@@ -90,20 +136,20 @@ ARCHS: dict[str, Arch] = {
          ("stage2", _indexed("features", 2, 3)), ("stage3", _indexed("features", 4, 5, 6)),
          ("stage4", _indexed("features", 7, 8)), ("stage5", _indexed("features", 9, 10, 11)),
          ("top", _indexed("features", 12)), (HEAD, ("classifier",))),
-        _pooled_features, _classifier),
+        _pooled_features, _classifier, _sequential_stages(_flat_pool)),
     "efficientnet_b0": Arch(
         "efficientnet", _torchvision("efficientnet_b0"), "classifier.1",
         (("stem", _indexed("features", 0)),
          *((f"stage{i}", _indexed("features", i)) for i in range(1, 8)),
          ("top", _indexed("features", 8)), (HEAD, ("classifier",))),
-        _pooled_features, _classifier),
+        _pooled_features, _classifier, _sequential_stages(_flat_pool)),
     # A downsampling layer belongs to the stage it feeds, as in the ConvNeXt paper.
     "convnext_tiny": Arch(
         "convnext", _torchvision("convnext_tiny"), "classifier.2",
         (("stem", _indexed("features", 0)), ("stage1", _indexed("features", 1)),
          ("stage2", _indexed("features", 2, 3)), ("stage3", _indexed("features", 4, 5)),
          ("stage4", _indexed("features", 6, 7)), (HEAD, ("classifier",))),
-        _convnext_features, _classifier),
+        _convnext_features, _classifier, _sequential_stages(_map_pool)),
     # Lite0's 16 blocks in its 7 stages (repeats 1, 2, 2, 3, 3, 4, 1), as in efficientnet_b0.
     "efficientnet_lite0": Arch(
         "efficientnet_lite", lambda: EfficientNet.from_name("efficientnet-lite0"), "_fc",
@@ -112,7 +158,21 @@ ARCHS: dict[str, Arch] = {
          ("stage4", _indexed("_blocks", 5, 6, 7)), ("stage5", _indexed("_blocks", 8, 9, 10)),
          ("stage6", _indexed("_blocks", 11, 12, 13, 14)), ("stage7", _indexed("_blocks", 15)),
          ("top", ("_conv_head", "_bn1")), (HEAD, ("_fc",))),
-        _lite_features, _lite_classify),
+        _lite_features, _lite_classify, _lite_stages),
+}
+
+# How each architecture is cut into block groups, in words (the catalogue carries it to the API and the docs).
+GROUPING = {
+    "resnet18": "stem (conv1, bn1; relu and max-pool follow), layer1-layer4 (the four residual stages), head (fc)",
+    "resnet50": "stem (conv1, bn1; relu and max-pool follow), layer1-layer4 (the four bottleneck stages), head (fc)",
+    "mobilenet_v3_small": "stem (first conv), stage1-stage5 (runs of inverted residual blocks with the same output "
+                          "width), top (last 1×1 conv), head (classifier)",
+    "efficientnet_b0": "stem (first conv), stage1-stage7 (the seven MBConv stages), top (1×1 conv to 1280), "
+                       "head (classifier)",
+    "convnext_tiny": "stem (patchify conv), stage1-stage4 (each with the downsampling layer that feeds it), "
+                     "head (LayerNorm, flatten, Linear)",
+    "efficientnet_lite0": "stem (first conv), stage1-stage7 (the seven MBConv stages: 1, 2, 2, 3, 3, 4, 1 blocks), "
+                          "top (1×1 conv to 1280), head (dropout, fc)",
 }
 
 

@@ -1,7 +1,8 @@
 """Generate app/domain/catalog.json, the API's torch-free view of each architecture.
 
 Run ``python -m worker.training.catalog`` after changing architectures; tests fail when the committed
-file drifts from what this script produces.
+file drifts from what this script produces. Each entry's `grouping` says in words how the block groups cut the
+network (the freeze policies and the dry-run plan work on these groups).
 """
 
 import json
@@ -37,6 +38,7 @@ def describe(arch: str) -> dict:
     return {
         "family": spec.family,
         "block_groups": groups,
+        "grouping": A.GROUPING[arch],
         "head": {"module": spec.head_module, "in_features": in_features,
                  "native_keys": A.native_head_keys(arch), "keys": A.head_keys(arch),
                  # the head group's param_count is for 1000 classes; the new Linear adds this per class

@@ -1,14 +1,18 @@
-"""Freeze policies over block groups: frozen parameters get no gradient and frozen BN keeps its statistics."""
+"""Freezing over block groups: frozen parameters get no gradient and frozen BN keeps its statistics.
+
+Every policy freezes a prefix of the backbone (app.domain.plan.frozen_count says how long, per epoch), so a
+model's state is "the first `cut` backbone groups are frozen".
+"""
 
 from torch import nn
 
 from worker.training.architectures import HEAD, get_arch, group_names
 
-POLICIES = ("head_only", "until", "none")
+POLICIES = ("head_only", "until", "none")  # the static ones; gradual and lp_ft change the cut per epoch
 
 
 def frozen_groups(arch: str, policy: str, until: str | None = None) -> list[str]:
-    """The block groups a policy freezes, in forward order; ValueError for a bad policy or group."""
+    """The block groups a static policy freezes, in forward order; ValueError for a bad policy or group."""
     names = group_names(arch)
     if policy == "none":
         return []
@@ -22,6 +26,28 @@ def frozen_groups(arch: str, policy: str, until: str | None = None) -> list[str]
     raise ValueError(f"unsupported freeze policy {policy!r}; supported: {', '.join(POLICIES)}")
 
 
+def _modules(model: nn.Module, arch: str, groups: list[str]) -> list[nn.Module]:
+    return [model.get_submodule(prefix) for name, prefixes in get_arch(arch).groups if name in groups
+            for prefix in prefixes]
+
+
+def set_frozen_prefix(model: nn.Module, arch: str, cut: int) -> None:
+    """The first `cut` backbone groups get no gradient; every later group and the head train."""
+    names = group_names(arch)
+    for index, name in enumerate(names):
+        for module in _modules(model, arch, [name]):
+            module.requires_grad_(not (index < cut and name != HEAD))
+
+
+def set_modes(model: nn.Module, arch: str, cut: int, *, training: bool, batch_norm: str = "frozen") -> None:
+    """train() or eval() the model; with batch_norm="frozen" the first `cut` groups stay in eval either way."""
+    model.train(training)
+    if training and batch_norm == "frozen":
+        # eval keeps BN running statistics and turns off dropout / stochastic depth in frozen parts.
+        for module in _modules(model, arch, group_names(arch)[:cut]):
+            module.eval()
+
+
 def _stay_in_eval(module: nn.Module, args: tuple) -> None:
     # A later model.train() flips `training` back on; undo it before the module runs.
     if module.training:
@@ -29,16 +55,11 @@ def _stay_in_eval(module: nn.Module, args: tuple) -> None:
 
 
 def apply_freeze(model: nn.Module, arch: str, groups: list[str], *, batch_norm: str = "frozen") -> None:
-    """Stop gradients into `groups`; with batch_norm="frozen" their modules also stay in eval mode."""
+    """Freeze `groups` for good (hooks keep them in eval): for code that calls model.train() itself."""
     if batch_norm not in ("frozen", "train"):
         raise ValueError(f"freeze.batch_norm must be 'frozen' or 'train', got {batch_norm!r}")
-    for name, prefixes in get_arch(arch).groups:
-        if name not in groups:
-            continue
-        for prefix in prefixes:
-            module = model.get_submodule(prefix)
-            module.requires_grad_(False)
-            if batch_norm == "frozen":
-                # eval keeps BN running statistics and turns off dropout / stochastic depth in frozen parts.
-                module.eval()
-                module.register_forward_pre_hook(_stay_in_eval)
+    for module in _modules(model, arch, groups):
+        module.requires_grad_(False)
+        if batch_norm == "frozen":
+            module.eval()
+            module.register_forward_pre_hook(_stay_in_eval)

@@ -1,72 +1,113 @@
-"""One training epoch and one evaluation pass over in-memory uint8 splits, plus classification metrics."""
+"""One training epoch and one evaluation pass over in-memory splits, plus the final classification metrics.
+
+A split holds either uint8 images (the frozen prefix runs per batch) or the frozen prefix's cached output
+for the current cut (`cached=True`), in which case only the trainable groups run.
+"""
 
 import time
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+import torch.nn.functional as F
+from torch import Tensor
 
 from worker.training.data import Split
+from worker.training.errors import TrainingCancelled
+from worker.training.network import Network
+from worker.training.objective import Objective
 
-Forward = Callable[[Tensor], Tensor]
+__all__ = ["TrainingCancelled", "batch_slices", "classification_metrics", "evaluate", "train_one_epoch"]
 
 
-class TrainingCancelled(Exception):
-    """should_stop() asked the run to end; nothing is saved."""
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive batches; a last batch of one image joins the one before (BN cannot train on one)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [slice(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
 
 
-def train_one_epoch(model: nn.Module, forward: Forward, split: Split, *, optimizer: torch.optim.Optimizer,
-                    criterion: nn.Module, batch_size: int, normalize: Callable[[Tensor], Tensor],
-                    generator: torch.Generator, should_stop: Callable[[], bool]) -> dict:
-    """Shuffle, step through every batch; returns loss, accuracy, images/s and seconds."""
-    model.train()  # frozen groups stay in eval through their forward pre-hooks
+def train_one_epoch(net: Network, split: Split, *, cut: int, cached: bool, objective: Objective,
+                    optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, batch_size: int,
+                    generator: torch.Generator, augment: Callable[[Tensor], Tensor] | None,
+                    grad_clip: float | None, should_stop: Callable[[], bool]) -> dict:
+    """Shuffle and step through every batch; returns task loss, accuracy, images/s and seconds."""
     start = time.perf_counter()
     order = torch.randperm(len(split), generator=generator)
+    trainable = [p for p in net.model.parameters() if p.requires_grad]
     total_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
-    for i in range(0, len(split), batch_size):
+    for batch in batch_slices(len(split), batch_size):
         if should_stop():
             raise TrainingCancelled("training was cancelled")
-        idx = order[i: i + batch_size]
-        labels = split.labels[idx]
-        logits = forward(normalize(split.images[idx]))
-        loss = criterion(logits, labels)
+        idx = order[batch]
+        labels = split.labels[idx].to(net.device, non_blocking=True)
+        x = split.images[idx]
+        if cached:
+            hidden = x.to(net.device, non_blocking=True)
+        else:
+            hidden = net.prefix(net.prepare(augment(x) if augment else x), cut)
+        features, logits = net.forward_from(hidden, cut)
+        task = objective.task_loss(logits, labels)
+        pre = objective.pre_loss(net.model, hidden=hidden, features=features, cut=cut, run=net.run)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(objective.combine(task, pre)).backward()
+        if grad_clip is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+            torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()  # per batch: warm-up and annealing are smooth within an epoch
         # Accumulate as tensors: .item() per step would be a sync point on an accelerator.
-        total_loss += loss.detach() * len(idx)
-        correct += (logits.argmax(1) == labels).sum()
+        total_loss += task.detach().cpu() * len(idx)
+        correct += (logits.detach().argmax(1) == labels).sum().cpu()
     seconds = time.perf_counter() - start
     return {"loss": total_loss.item() / len(split), "accuracy": correct.item() / len(split),
             "images_per_second": len(split) / seconds, "seconds": seconds}
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, forward: Forward, split: Split, *, criterion: nn.Module, batch_size: int,
-             normalize: Callable[[Tensor], Tensor]) -> tuple[float, float, Tensor]:
-    """Mean loss, accuracy and the predicted labels, with the model in eval mode."""
-    model.eval()
-    total_loss, preds = torch.zeros(()), []
-    for i in range(0, len(split), batch_size):
-        logits = forward(normalize(split.images[i: i + batch_size]))
-        total_loss += criterion(logits, split.labels[i: i + batch_size]) * len(logits)
-        preds.append(logits.argmax(1))
-    predicted = torch.cat(preds)
-    return total_loss.item() / len(split), (predicted == split.labels).float().mean().item(), predicted
+def evaluate(net: Network, split: Split, *, cut: int, cached: bool, batch_size: int) -> Tensor:
+    """Logits (fp32, on the CPU) for every item of the split, with the model in eval mode."""
+    net.model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(split), batch_size):
+            x = split.images[i: i + batch_size]
+            hidden = x.to(net.device) if cached else net.prefix(net.prepare(x), cut)
+            out.append(net.forward_from(hidden, cut)[1].float().cpu())
+    return torch.cat(out)
+
+
+def epoch_scores(logits: Tensor, labels: Tensor) -> dict[str, float]:
+    """val_loss (plain cross-entropy), val_accuracy, and val_top5_accuracy when there are more than 5 classes."""
+    scores = {"val_loss": F.cross_entropy(logits, labels).item(),
+              "val_accuracy": (logits.argmax(1) == labels).float().mean().item()}
+    if logits.shape[1] > 5:
+        top5 = logits.topk(5, dim=1).indices
+        scores["val_top5_accuracy"] = (top5 == labels[:, None]).any(1).float().mean().item()
+    return scores
 
 
 def classification_metrics(predicted: Tensor, labels: Tensor, classes: list[str]) -> dict:
     """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows: true class)."""
+    from torchmetrics.functional import classification as M
+
     n = len(classes)
-    confusion = torch.bincount(labels * n + predicted, minlength=n * n).view(n, n)
-    tp = confusion.diag().double()
-    predicted_count, support = confusion.sum(0).double(), confusion.sum(1).double()
-    # 0/0 (a class never predicted or never present) counts as 0, as scikit-learn's zero_division=0.
-    precision = torch.where(predicted_count > 0, tp / predicted_count.clamp(min=1), 0.0)
-    recall = torch.where(support > 0, tp / support.clamp(min=1), 0.0)
-    both = precision + recall
-    f1 = torch.where(both > 0, 2 * precision * recall / both.clamp(min=1e-12), 0.0)
+    # A class never predicted (or never present) scores 0, as scikit-learn's zero_division=0.
+    kwargs = {"num_classes": n, "average": "none", "zero_division": 0}
+    precision = M.multiclass_precision(predicted, labels, **kwargs)
+    recall = M.multiclass_recall(predicted, labels, **kwargs)
+    f1 = M.multiclass_f1_score(predicted, labels, **kwargs)
+    confusion = M.multiclass_confusion_matrix(predicted, labels, num_classes=n)
+    support = confusion.sum(1)
     per_class = {c: {"precision": precision[i].item(), "recall": recall[i].item(), "f1": f1[i].item(),
                      "support": int(support[i].item())} for i, c in enumerate(classes)}
-    return {"accuracy": tp.sum().item() / max(len(labels), 1), "per_class": per_class,
-            "confusion_matrix": confusion.tolist()}
+    accuracy = M.multiclass_accuracy(predicted, labels, num_classes=n, average="micro").item() if len(labels) else 0.0
+    return {"accuracy": accuracy, "per_class": per_class, "confusion_matrix": confusion.tolist()}
+
+
+def top5_accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Share of items whose true class is among the 5 highest logits."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    return multiclass_accuracy(logits, labels, num_classes=logits.shape[1], top_k=5, average="micro").item()

@@ -1,0 +1,5 @@
+"""Exceptions the training engine raises on purpose."""
+
+
+class TrainingCancelled(Exception):
+    """should_stop() asked the run to end; nothing is saved."""
