@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint catalog bench clean
+.PHONY: run test install lint catalog bench bench-train bench-load clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,9 @@ lint: $(STAMP)
 
 catalog: $(STAMP)
 	$(BIN)/python -m worker.training.catalog
+
+bench-load: $(STAMP)  # 300 jobs from 30 clients against PostgreSQL, Redis and two workers (not part of make test)
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) data

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     worker_token: str | None = None  # shared with workers; default: generated under data_dir
 
     max_upload_bytes: int = 2 * 1024**3
+    min_free_bytes: int = 512 * 1024**2  # storage reserve: writes that would eat into it get 507
     max_weights_upload_bytes: int = 4 * 1024**3
     max_members: int = 100_000
     max_unpacked_bytes: int = 20 * 1024**3

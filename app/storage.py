@@ -1,5 +1,6 @@
 """Blob storage behind one small interface: a local directory now, an object store later."""
 
+import errno
 import hashlib
 import os
 import shutil
@@ -9,6 +10,9 @@ from typing import BinaryIO
 
 from app.config import get_settings
 from app.domain.ids import new_id
+from app.errors import InsufficientStorage
+
+CHECK_EVERY = 8 * 1024 * 1024
 
 
 class BlobWriter:
@@ -23,7 +27,15 @@ class BlobWriter:
         self.bytes = 0
 
     def write(self, chunk: bytes) -> None:
-        self._f.write(chunk)
+        # Keep a reserve free on the volume (checked every few MiB): a full disk answers 507, never half a file.
+        if self.bytes // CHECK_EVERY != (self.bytes + len(chunk)) // CHECK_EVERY or self.bytes == 0:
+            self.storage.ensure_room(CHECK_EVERY)
+        try:
+            self._f.write(chunk)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage("the storage volume is full") from None
+            raise
         self._hash.update(chunk)
         self.bytes += len(chunk)
 
@@ -101,6 +113,12 @@ class LocalStorage:
     def free_bytes(self) -> int:
         """Free space on the storage volume."""
         return shutil.disk_usage(self.root).free
+
+    def ensure_room(self, incoming: int) -> None:
+        """507 insufficient_storage unless incoming bytes fit above the configured reserve."""
+        if self.free_bytes() - incoming < get_settings().min_free_bytes:
+            raise InsufficientStorage("not enough free storage; try again later or ask an operator",
+                                      details={"reserve_bytes": get_settings().min_free_bytes})
 
 
 _storage: LocalStorage | None = None

@@ -50,8 +50,7 @@ async def receive_upload(request: Request, storage: LocalStorage, key: str, *, c
     if declared and declared.isdigit():
         if int(declared) > cap:
             raise TooLarge(f"upload exceeds the {cap} byte limit", details={"limit": cap})
-        if int(declared) * 2 > storage.free_bytes():
-            raise InsufficientStorage("not enough storage for this upload", code="insufficient_storage")
+        storage.ensure_room(int(declared))
     writer = await anyio.to_thread.run_sync(storage.writer, key)
     target, name = _BlobTarget(writer), ValueTarget(validator=MaxSizeValidator(1000))
     try:
@@ -70,7 +69,7 @@ async def receive_upload(request: Request, storage: LocalStorage, key: str, *, c
             await anyio.to_thread.run_sync(parser.data_received, chunk)
     except BaseException as exc:
         await anyio.to_thread.run_sync(writer.abort)
-        if isinstance(exc, (TooLarge, Invalid)):
+        if isinstance(exc, (TooLarge, Invalid, InsufficientStorage)):
             raise
         if isinstance(exc, Exception) and type(exc).__module__.startswith("streaming_form_data"):
             raise Invalid(f"malformed multipart body: {exc}", code="invalid_upload") from None

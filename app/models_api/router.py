@@ -2,10 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
-from app.deps import Reader, SessionDep
+from app.deps import Reader, SessionDep, Writer
 from app.models_api import service
 from app.models_api.schemas import ModelRead
 from app.schemas import Page
@@ -28,6 +28,12 @@ def list_models(principal: Reader, session: SessionDep, limit: Annotated[int, Qu
 def get_model(model_id: str, principal: Reader, session: SessionDep) -> ModelRead:
     m = service.get_model(session=session, tenant=principal.tenant, model_id=model_id)
     return ModelRead.of(m, service.artifacts_of(session, [m.id])[m.id])
+
+
+@router.delete("/{model_id}", status_code=204, summary="Delete a model and its files (409 while an alias points to it)")
+def delete_model(model_id: str, principal: Writer, session: SessionDep) -> Response:
+    service.delete_model(session=session, tenant=principal.tenant, model_id=model_id)
+    return Response(status_code=204)
 
 
 @router.get("/{model_id}/artifacts/{fmt}", summary="Download an artifact (sha256 in X-Checksum-SHA256)",

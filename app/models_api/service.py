@@ -3,7 +3,8 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
+from app.jobs.cleanup import delete_blobs
 from app.models import Artifact, Model
 from app.pagination import page
 
@@ -36,3 +37,24 @@ def get_artifact(*, session: Session, tenant: str, model_id: str, fmt: str) -> A
     if art is None:
         raise NotFound(f"model {model_id} has no {fmt} artifact", code="artifact_not_found")
     return art
+
+
+def delete_model(*, session: Session, tenant: str, model_id: str) -> None:
+    """Delete a model and its artifacts (the job keeps its history; an alias must be moved first)."""
+    m = get_model(session=session, tenant=tenant, model_id=model_id)
+    referrers = alias_names(session, model_id)
+    if referrers:
+        raise Conflict(f"alias {referrers[0]!r} points to this model", code="model_in_use",
+                       details={"aliases": referrers})
+    arts = list(session.scalars(select(Artifact).where(Artifact.model_id == model_id)))
+    keys = [a.blob_key for a in arts]
+    for a in arts:
+        session.delete(a)
+    session.delete(m)
+    session.commit()
+    delete_blobs(keys)
+
+
+def alias_names(session: Session, model_id: str) -> list[str]:
+    """Names of the aliases pointing to a model (none until aliases exist)."""
+    return []
