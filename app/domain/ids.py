@@ -2,7 +2,7 @@
 
 from ulid import ULID
 
-PREFIXES = ("ds", "job", "model", "bm", "evt", "key", "art")
+PREFIXES = ("ds", "job", "model", "bm", "evt", "key", "art", "wh", "msg")
 
 
 def new_id(prefix: str) -> str:
