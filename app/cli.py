@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from app.cli_client import datasets_cli, jobs_cli, models_cli, predict
 from app.config import get_settings
 
 cli = typer.Typer(help="taas: training as a service", no_args_is_help=True, add_completion=False)
@@ -18,6 +19,9 @@ weights_cli = typer.Typer(help="Pretrained base weights", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(weights_cli, name="weights")
+cli.add_typer(datasets_cli, name="datasets")
+cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(models_cli, name="models")
 
 
 def _prepare() -> None:
@@ -76,12 +80,20 @@ def weights_import(arch: str, file: Path | None = typer.Option(None, "--file", h
 
 @cli.command("api")
 def api(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
-    """Run the HTTP API (uvicorn)."""
+    """Run the HTTP API (uvicorn), logging JSON; with several workers, metrics are summed across them."""
     import uvicorn
 
     s = get_settings()
-    uvicorn.run("app.main:create_app", factory=True, host=host or s.host, port=port or s.port,
-                workers=workers, log_level="info", access_log=False)
+    with tempfile.TemporaryDirectory(prefix="taas-metrics-") as tmp:
+        if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # prometheus-client's multiprocess mode: each worker process writes its samples here, and a scrape
+            # of any of them sums all. Set before a worker imports prometheus_client; a fresh folder per run.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tmp
+        from app.observability import log_config
+
+        uvicorn.run("app.main:create_app", factory=True, host=host or s.host, port=port or s.port,
+                    workers=workers, log_level=s.log_level.lower(), access_log=False,
+                    log_config=log_config(s.log_level, s.log_format))
 
 
 @cli.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -151,6 +163,9 @@ def serve() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
     raise typer.Exit(code)
+
+
+cli.command("predict")(predict)
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
 from functools import cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,39 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = 5.0
     run_reaper: bool = False
     idempotency_ttl_hours: int = 24
+    # Webhooks: sent from every API process that has webhook_dispatch on (claims are compare-and-set).
+    webhook_dispatch: bool = True
+    webhook_poll_seconds: float = Field(1.0, gt=0)  # how often the delivery loop looks for due retries
+    webhook_timeout_seconds: float = Field(10.0, gt=0)  # per attempt
+    webhook_max_attempts: int = Field(12, ge=1)
+    webhook_retry_base_seconds: float = Field(10.0, gt=0)  # delay after the first failure; doubles per attempt
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    webhook_concurrency: int = Field(4, ge=1)  # attempts in flight per process
+    webhook_max_endpoints: int = Field(20, ge=1)  # per tenant
+    webhook_deny_private: bool = False  # refuse URLs whose host is not a public address (SSRF); off: allow all
+    # Observability
+    metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
+    log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|console)$")
+
+    # Predictions (POST /v1/models/{id}/predict): per-request caps, and the bounded pool that runs them.
+    predict_max_images: int = Field(32, ge=1)
+    predict_max_bytes: int = Field(20 * 1024**2, ge=1)  # the whole multipart body, checked as it streams
+    predict_workers: int = Field(2, ge=1)  # threads running onnxruntime
+    predict_queue: int = Field(8, ge=0)  # requests that may wait for a thread; beyond that, 503 server_busy
+    predict_threads: int = Field(0, ge=0)  # onnxruntime intra-op threads per run; 0: cores / predict_workers
+    predict_cache_size: int = Field(4, ge=1)  # onnxruntime sessions kept, least recently used dropped
+    # Browser origins allowed to call the API (CORS), comma-separated; "*" for any; empty: CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+    events_poll_seconds: float = Field(0.5, gt=0)  # how often a live event stream reads the database
+    events_ping_seconds: float = Field(15.0, gt=0)  # keep-alive comments on an idle event stream
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,12 +1,18 @@
 """Engine and sessions; SQLite gets WAL and a busy timeout so the embedded default tolerates concurrency."""
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from functools import cache
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
+
+log = logging.getLogger(__name__)
+PING_AFTER_IDLE_SECONDS = 5.0  # a pooled connection unused for longer is pinged before it is handed out
 
 
 def make_engine(url: str) -> Engine:
@@ -31,7 +37,24 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+
+    # Pessimistic disconnect handling, but only for connections idle a while: a ping on every checkout
+    # (pool_pre_ping) is one more round trip per request. A connection that dies while in use (the server went
+    # away just now) fails that request once, and SQLAlchemy then invalidates the rest of the pool.
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn, record):  # noqa: ANN001
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, _proxy):  # noqa: ANN001
+        if time.monotonic() - record.info.get("idle_since", 0.0) > PING_AFTER_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                raise DisconnectionError(f"stale pooled connection: {exc}") from exc  # the pool retries afresh
+
+    return engine
 
 
 @cache
@@ -53,3 +76,23 @@ def get_db() -> Iterator[Session]:
     """A request-scoped session (FastAPI dependency)."""
     with get_sessionmaker()() as session:
         yield session
+
+
+def on_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run fn once the session's current transaction has committed; forget it if the transaction rolls back."""
+    session.info.setdefault("on_commit", []).append(fn)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    for fn in session.info.pop("on_commit", []):
+        try:
+            fn()
+        except Exception:  # a hook must never turn a committed change into an error
+            log.exception("on_commit hook failed")
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction) -> None:  # noqa: ANN001
+    if transaction.parent is None:  # rolled back or closed: what it would have announced never happened
+        session.info.pop("on_commit", None)

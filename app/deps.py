@@ -1,6 +1,7 @@
 """FastAPI dependencies: the session and the calling principal."""
 
 import hmac
+import inspect
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -25,15 +26,20 @@ def _bearer(request: Request) -> str:
 def principal(request: Request, session: SessionDep) -> Principal:
     """The authenticated caller."""
     found = authenticate(session=session, key=_bearer(request))
-    # End the lookup's transaction now: on SQLite it holds the write lock until the request ends otherwise.
-    session.commit()
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if session.get_bind().dialect.name == "sqlite" or inspect.iscoroutinefunction(endpoint):
+        # End the lookup's transaction now: on SQLite it holds the write lock until the request ends otherwise, and
+        # an async route (a streamed upload, an event stream) may run for minutes without needing the connection.
+        # A sync route on PostgreSQL goes on in the same transaction: no COMMIT, checkout and BEGIN in between.
+        session.commit()
     return found
 
 
 def require(scope: str):
     """A dependency that demands a scope."""
 
-    def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    # async: a pure check, so FastAPI runs it inline instead of handing it to a worker thread.
+    async def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
         if scope not in p.scopes:
             raise Forbidden(f"this API key lacks the '{scope}' scope", code="insufficient_scope")
         return p

@@ -6,16 +6,18 @@ import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import reaper
+from app import observability, reaper
+from app.aliases import router as aliases
 from app.basemodels import router as base_models
 from app.config import get_settings
 from app.datasets import router as datasets
@@ -25,6 +27,9 @@ from app.internal import router as internal
 from app.jobs import router as jobs
 from app.keys import router as keys
 from app.models_api import router as models
+from app.openapi import ERROR_RESPONSES
+from app.webhooks import dispatch as webhook_dispatch
+from app.webhooks import router as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +40,19 @@ async def lifespan(app: FastAPI):
     stop = threading.Event()
     if get_settings().run_reaper:
         threading.Thread(target=reaper.run_forever, args=(stop,), name="reaper", daemon=True).start()
+    sender = None
+    if get_settings().webhook_dispatch:
+        sender = threading.Thread(target=webhook_dispatch.run_forever, args=(stop,), name="webhooks", daemon=True)
+        sender.start()
     yield
     stop.set()
+    if sender is not None:  # let an attempt in flight record its outcome before the engine goes away
+        webhook_dispatch.wake()
+        await anyio.to_thread.run_sync(sender.join, get_settings().webhook_timeout_seconds + 5)
 
 
 def _error(status: int, code: str, message: str, details: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status)
-
-
-class ErrorInfo(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class ErrorBody(BaseModel):
-    """The contract's error body, documented for every 4xx answer."""
-
-    error: ErrorInfo
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "An error"}}
 
 
 class BodyLimit:
@@ -108,14 +105,28 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def cors_options(origins: list[str]) -> dict[str, Any]:
+    """CORS for browser front ends on other origins: bearer keys, never cookies, so no credentials."""
+    return {"allow_origins": origins, "allow_credentials": False, "max_age": 600,
+            "allow_methods": ["GET", "POST", "PUT", "DELETE"],
+            "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "If-Range", "Range",
+                              "Last-Event-ID"],
+            "expose_headers": ["ETag", "X-Checksum-SHA256", "Content-Range", "Accept-Ranges", "Content-Disposition",
+                               "Content-Length"]}
+
+
 def create_app() -> FastAPI:
     """The API application."""
     app = FastAPI(title="taas", version="0.1.0", lifespan=lifespan,
                   description="Training as a service: upload a labelled image dataset, fine-tune a pretrained "
                               "backbone, download the model.")
-    for r in (keys, datasets, base_models, jobs, models, internal):
+    for r in (keys, datasets, base_models, jobs, models, aliases, webhooks, internal):
         app.include_router(r.router, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimit)
+    app.add_middleware(observability.ObserveRequests)  # outside the body cap: a refused request is timed too
+    app.include_router(observability.router)  # /metrics and /readyz, outside the public OpenAPI document
+    if get_settings().cors_origins:  # added last, so outermost: preflights never reach auth or the body cap
+        app.add_middleware(CORSMiddleware, **cors_options(get_settings().cors_origins))
 
     @app.exception_handler(TaasError)
     async def _taas(_: Request, exc: TaasError) -> JSONResponse:

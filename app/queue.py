@@ -16,6 +16,12 @@ def _producer() -> Celery:
     return app
 
 
+def ping_broker(timeout: float = 3.0) -> None:
+    """Raise unless the broker accepts a connection (the readiness probe)."""
+    with _producer().connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+
+
 def enqueue_job(job_id: str) -> None:
     """Send the training task for job_id (call only after the job row is committed)."""
     _producer().send_task(TRAIN_TASK, args=[job_id], queue=get_settings().queue_name)

@@ -6,6 +6,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ConfigDict
 
 from app.basemodels import service
 from app.config import get_settings
@@ -15,6 +16,7 @@ from app.deps import IdempotencyKey, Reader, SessionDep, Writer
 from app.domain.ids import new_id
 from app.errors import Invalid
 from app.idempotency import body_hash, run_idempotent
+from app.openapi import BINARY, multipart
 from app.schemas import Out, Page
 from app.storage import get_storage
 
@@ -22,6 +24,10 @@ router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
 class BaseModelRead(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "bm_01jdr0m3a6c9e2g5j8l1n4q7s0", "arch": "resnet18", "source": "upload", "name": "our-backbone-v3",
+        "sha256": "41ab" + "0" * 60, "bytes": 46_830_571, "created_at": "2026-11-27T16:40:00.000000Z"}]})
+
     id: str
     arch: str
     source: str
@@ -32,7 +38,12 @@ class BaseModelRead(Out):
 
 
 @router.post("", status_code=201, response_model=BaseModelRead,
-             summary="Upload backbone weights (multipart: file = safetensors, arch, optional name)")
+             summary="Upload backbone weights (multipart: file = safetensors, arch, optional name)",
+             openapi_extra=multipart({"file": {**BINARY, "description": "a safetensors file"},
+                                      "arch": {"type": "string", "description": "an architecture of the catalogue"},
+                                      "name": {"type": "string", "maxLength": 200}},
+                                     required=["file", "arch"],
+                                     example={"file": "<backbone.safetensors bytes>", "arch": "resnet18"}))
 async def upload_base_model(request: Request, principal: Writer, idempotency_key: IdempotencyKey = None
                             ) -> JSONResponse:
     """Names and shapes are checked against the catalogue; the first mismatch is named. Never unpickled."""

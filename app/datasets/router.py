@@ -15,6 +15,7 @@ from app.db import get_sessionmaker
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
 from app.domain.ids import new_id
 from app.idempotency import body_hash, run_idempotent
+from app.openapi import BINARY, multipart
 from app.schemas import Page
 from app.storage import get_storage
 
@@ -22,7 +23,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
 @router.post("", status_code=201, response_model=DatasetRead,
-             summary="Upload a dataset archive (multipart: file, optional name)")
+             summary="Upload a dataset archive (multipart: file, optional name)",
+             openapi_extra=multipart({"file": {**BINARY, "description": "a zip or tar(.gz) archive"},
+                                      "name": {"type": "string", "maxLength": 200}},
+                                     required=["file"], example={"file": "<pets.zip bytes>", "name": "pets"}))
 async def upload_dataset(request: Request, principal: Writer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Async so the size cap bites mid-stream; blocking work runs in threads."""
     dataset_id = new_id("ds")

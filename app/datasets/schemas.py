@@ -2,10 +2,18 @@
 
 from datetime import datetime
 
+from pydantic import ConfigDict
+
 from app.schemas import ErrorInfo, Out
 
 
 class DatasetRead(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "ds_01jdr1x8b2n4m6q8s0t2w4y6a8", "name": "pets", "status": "ready", "error": None, "bytes": 48_213_556,
+        "sha256": "9f2c" + "0" * 60, "layout": "flat", "num_images": 1200, "classes": ["cat", "dog"],
+        "class_counts": {"cat": 600, "dog": 600}, "splits": {"train": 960, "val": 240, "test": 0},
+        "created_at": "2026-11-28T09:01:12.000000Z"}]})
+
     id: str
     name: str | None
     status: str

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app import observability
 from app.config import get_settings
 from app.domain.ids import new_id
 from app.domain.states import JobStatus
@@ -54,6 +55,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> dict[str, Any]:
         raise Conflict(f"job {job_id} was claimed by another worker", code="job_not_claimable")
     append_event(session, job_id, "status", f"running (attempt {attempt}) on {worker}",
                  {"from": "queued", "to": "running", "attempt": attempt, "worker": worker})
+    observability.job_moved(session, job_id, JobStatus.queued, JobStatus.running)
     session.commit()
     ds = session.get(Dataset, job.dataset_id)
     if ds is None or ds.manifest_key is None:
@@ -94,9 +96,14 @@ def weights_blob(*, session: Session, weights_id: str) -> str:
 
 def heartbeat(*, session: Session, job_id: str, attempt: int) -> dict[str, Any]:
     """Renew the lease; the answer says whether to stop (cancel requested)."""
-    job = fenced(session, job_id, attempt)
+    try:
+        job = fenced(session, job_id, attempt)
+    except Conflict:
+        observability.heartbeat("stale")
+        raise
     job.lease_expires_at = _lease()
     session.commit()
+    observability.heartbeat("stop" if job.cancel_requested_at is not None else "continue")
     return {"stop": job.cancel_requested_at is not None}
 
 

@@ -2,14 +2,14 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
 from app.domain.spec import JobSpec
 from app.domain.states import JobStatus
 from app.idempotency import body_hash, run_idempotent
-from app.jobs import service
+from app.jobs import service, stream
 from app.jobs.schemas import EventPage, EventRead, JobRead, MetricList, MetricRead
 from app.schemas import Page
 
@@ -56,9 +56,19 @@ def delete_job(job_id: str, principal: Writer, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{job_id}/events", response_model=EventPage, summary="The job's events, oldest first")
-def list_events(job_id: str, principal: Reader, session: SessionDep, after_seq: Annotated[int, Query(ge=0)] = 0,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> EventPage:
+EVENT_STREAM = {"description": "With `Accept: text/event-stream`: the events live (SSE id = seq, event = type, "
+                                "data = an event as JSON), keep-alive comments, closed once the job has finished",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+
+@router.get("/{job_id}/events", response_model=EventPage, summary="The job's events, oldest first; live as SSE",
+            responses={200: EVENT_STREAM, 204: {"description": "Stream only: the job has finished and sent all"}})
+def list_events(job_id: str, request: Request, principal: Reader, session: SessionDep,
+                after_seq: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None) -> Any:
+    if stream.wants_stream(request):
+        cursor = after_seq if last_event_id is None else last_event_id  # a reconnect resumes after its last id
+        return stream.open_stream(session=session, tenant=principal.tenant, job_id=job_id, after_seq=cursor)
     rows, more = service.list_events(session=session, tenant=principal.tenant, job_id=job_id,
                                      after_seq=after_seq, limit=limit)
     return EventPage(data=[EventRead.model_validate(r) for r in rows], has_more=more)

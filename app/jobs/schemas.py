@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.models import Job
 from app.schemas import Out
@@ -19,7 +19,23 @@ class Progress(BaseModel):
     epochs: int
 
 
+_SPEC = {"dataset_id": "ds_01jdr1x8b2n4m6q8s0t2w4y6a8",
+         "base_model": {"arch": "efficientnet_lite0", "weights": "imagenet"},
+         "freeze": {"policy": "head_only", "batch_norm": "frozen"}, "head": {"dropout": 0.0},
+         "hyperparameters": {"epochs": 10, "batch_size": 32, "learning_rate": 0.001, "optimizer": "adam",
+                             "image_size": 224, "seed": 0},
+         "regularization": {"kind": "none", "alpha": 0.0}}
+_METRICS = {"epoch": 4, "train_loss": 0.21, "train_accuracy": 0.93, "val_loss": 0.25, "val_accuracy": 0.91,
+            "learning_rate": 0.001, "images_per_second": 412.5, "seconds": 2.3}
+
+
 class JobRead(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "job_01jdr1y3h5s8p2w7d4f6g9k0m1", "status": "running", "dataset_id": _SPEC["dataset_id"], "spec": _SPEC,
+        "attempt": 1, "progress": {"epoch": 4, "epochs": 10}, "latest_metrics": _METRICS, "model_id": None,
+        "error": None, "cancel_requested_at": None, "created_at": "2026-11-28T09:02:00.000000Z",
+        "started_at": "2026-11-28T09:02:01.000000Z", "finished_at": None}]})
+
     id: str
     status: str
     dataset_id: str
@@ -45,6 +61,10 @@ class JobRead(Out):
 
 
 class EventRead(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "evt_01jdr1z0a2b4c6d8e0f2g4h6j8", "seq": 7, "type": "metrics", "message": "epoch 4/10",
+        "data": _METRICS, "created_at": "2026-11-28T09:02:10.000000Z"}]})
+
     id: str
     seq: int
     type: str
@@ -54,6 +74,8 @@ class EventRead(Out):
 
 
 class MetricRead(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [_METRICS]})
+
     epoch: int
     train_loss: float | None
     train_accuracy: float | None

@@ -5,9 +5,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.domain.states import JobStatus, can_transition
+from app import observability
+from app.domain.states import FINISHED, JobStatus, can_transition
 from app.jobs.events import append_event
 from app.models import Job
+from app.webhooks import service as webhooks
 
 
 def cas(session: Session, job_id: str, src: JobStatus, dst: JobStatus, *, attempt: int | None = None,
@@ -21,4 +23,7 @@ def cas(session: Session, job_id: str, src: JobStatus, dst: JobStatus, *, attemp
     if moved:
         append_event(session, job_id, "status", message or f"{src} -> {dst}",
                      {"from": str(src), "to": str(dst), **({"attempt": attempt} if attempt else {})})
+        observability.job_moved(session, job_id, src, dst)
+        if dst in FINISHED:  # the deliveries commit or roll back with the transition
+            webhooks.job_finished(session, job_id, dst)
     return moved

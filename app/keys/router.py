@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import Admin, SessionDep
 from app.keys import service
@@ -12,12 +12,20 @@ from app.schemas import Out
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
+_KEY = {"id": "key_01jdr0a1b2c3d4e5f6g7h8j9k0", "tenant": "acme", "name": "ci", "prefix": "k3x9q2",
+        "scopes": ["read", "write"], "created_at": "2026-11-28T08:00:00.000000Z", "revoked_at": None}
+
+
 class KeyCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"scopes": ["read", "write"], "name": "ci"}]})
+
     scopes: list[str] = Field(default_factory=lambda: ["read"])
     name: str | None = Field(None, max_length=200)
 
 
 class KeyRead(Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [_KEY]})
+
     id: str
     tenant: str
     name: str | None
@@ -28,10 +36,17 @@ class KeyRead(Out):
 
 
 class KeyCreated(KeyRead):
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_KEY, "key": "taas_k3x9q2_<43 characters>"}]})
+
     key: str  # shown once
 
 
-@router.get("", summary="List the tenant's keys")
+class KeyPage(BaseModel):
+    data: list[KeyRead]
+    has_more: bool
+
+
+@router.get("", response_model=KeyPage, summary="List the tenant's keys")
 def list_keys(principal: Admin, session: SessionDep) -> dict:
     rows = service.list_keys(session=session, tenant=principal.tenant)
     return {"data": [KeyRead.model_validate(r).model_dump(mode="json") for r in rows], "has_more": False}

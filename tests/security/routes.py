@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-SKIPPED = re.compile(r"^/(docs|redoc|openapi\.json|healthz)")
+# Probes and the scrape are unauthenticated by design (a metrics token is optional): not tenant routes.
+SKIPPED = re.compile(r"^/(docs|redoc|openapi\.json|healthz$|readyz$|metrics$)")
 
 
 @dataclass(frozen=True)

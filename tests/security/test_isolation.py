@@ -64,6 +64,11 @@ def world(client, tmp_path_factory) -> World:  # noqa: ANN001
     ids["bm_id"] = ids["weights_id"] = ids["base_model_id"]
     ids["alias"] = ids["alias_name"] = ids["name"]
     ids["done_job_id"] = done_job
+    if any(r.path.startswith("/v1/webhooks/") for r in public_routes(client.app)):
+        resp = client.post("/v1/webhooks", headers=a.h(), json={"url": "http://127.0.0.1:9/hook",
+                                                               "events": ["job.succeeded"]})
+        assert resp.status_code == 201, resp.text
+        ids["webhook_id"] = resp.json()["id"]
     if any(r.method == "PUT" and r.path.startswith("/v1/aliases/") for r in public_routes(client.app)):
         resp = client.put(f"/v1/aliases/{ids['name']}", headers=a.h(), json={"model_id": model})
         assert resp.status_code in (200, 201), resp.text

@@ -51,9 +51,12 @@ def tenant(client, tmp_path_factory) -> tuple[dict[str, str], dict[str, str]]:  
         row, key = create_key(session=session, tenant="schemathesis", scopes=["admin"])
     auth = {"Authorization": f"Bearer {key}"}
     ds = ready_dataset(client, auth, tmp_path_factory.mktemp("st"))
+    # Subscribed before the job ends, so that its delivery log has an entry (to a closed port: retried).
+    hook = client.post("/v1/webhooks", headers=auth, json={"url": "http://127.0.0.1:9/hook",
+                                                           "events": ["job.succeeded"]}).json()
     job, model = succeeded_job(client, auth, ds)
     return auth, {"dataset_id": ds["id"], "job_id": job, "model_id": model, "fmt": "safetensors",
-                  "key_id": row.id}
+                  "key_id": row.id, "webhook_id": hook["id"]}
 
 
 @pytest.mark.parametrize("method,path,mode", _operations(), ids=lambda x: str(x))

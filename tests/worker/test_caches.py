@@ -48,6 +48,22 @@ def test_a_second_job_on_the_same_data_reuses_the_backbone_features(squares, mak
     assert "backbone features cached" in _messages(other)
 
 
+def test_random_init_features_are_shared_by_seed(squares, make_spec, tmp_path):
+    archive, manifest, _ = squares
+
+    def job(name: str, seed: int) -> list[str]:
+        logger = RecordingLogger()
+        spec = make_spec(base_model={"arch": ARCH, "weights": "none"}, freeze={"policy": "head_only"},
+                         hyperparameters={"epochs": 1, "seed": seed})
+        run_training(spec=spec, archive_path=archive, manifest=manifest, weights_path=None, out_dir=tmp_path / name,
+                     logger=logger, dataset_sha256=DATASET_SHA, feature_cache_dir=tmp_path / "features")
+        return _messages(logger)
+
+    assert "backbone features cached" in job("a", seed=1)
+    assert "backbone features loaded from cache" in job("b", seed=1)  # the same seed draws the same backbone
+    assert "backbone features cached" in job("c", seed=2)
+
+
 def test_decoded_images_are_cached_per_dataset_and_preprocessing(squares, make_spec, pretrained, tmp_path):
     sections = {"freeze": {"policy": "until", "until": "stage5"}, "hyperparameters": {"augment": "light"}}
     _, first = _job(squares, make_spec, pretrained, tmp_path, "a", **sections)

@@ -30,8 +30,11 @@ def export_onnx(model: nn.Module, config: dict, dst: Path, *, batch: int = 2) ->
     probe = np.concatenate([sample.numpy(), sample.numpy()[:1]])  # another batch size than exported with
     got = session.run(["logits"], {"images": probe})[0]
     diff = float(max(np.abs(got[:batch] - expected).max(), np.abs(got[batch:] - expected[:1]).max()))
-    if not diff < 1e-3:
+    # Relative to the logits' scale: float32 rounding of large logits (an untrained, random network) differs by
+    # more than any fixed absolute bound, while a real export bug differs by orders of magnitude more.
+    scale = max(1.0, float(np.abs(expected).max()))
+    if not diff / scale < 1e-4:
         tmp.unlink(missing_ok=True)
-        raise ValueError(f"onnxruntime output differs from torch by {diff:.3g}")
+        raise ValueError(f"onnxruntime output differs from torch by {diff:.3g} (logit scale {scale:.3g})")
     tmp.replace(dst)
     return {"max_abs_diff": diff, "seconds": round(time.perf_counter() - started, 3), "opset": OPSET}

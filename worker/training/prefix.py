@@ -24,11 +24,11 @@ class PrefixInputs:
 
     def __init__(self, net: Network, data: DatasetInputs, *, cuts: list[int], enabled: bool, batch_size: int,
                  logger, should_stop: Callable[[], bool], feature_cache: TensorCache | None,
-                 weights_sha256: str | None):
+                 weights_id: str | None):
         self.net, self.data, self.cuts, self.enabled, self.batch_size = net, data, cuts, enabled, batch_size
         self.logger, self.should_stop = logger, should_stop
-        self.feature_cache = feature_cache if weights_sha256 else None  # unknown weights: nothing shared
-        self.weights_sha256 = weights_sha256
+        self.feature_cache = feature_cache if weights_id else None  # unknown weights: nothing shared
+        self.weights_id = weights_id
         self._current: tuple[int, dict[str, Split]] | None = None
 
     def splits(self, cut: int) -> tuple[dict[str, Split], bool]:
@@ -48,7 +48,7 @@ class PrefixInputs:
     def _key(self, cut: int) -> str | None:
         if cut != self.net.depth or self.feature_cache is None:
             return None
-        return self.data.key(kind="features", version=FEATURES_VERSION, weights=self.weights_sha256,
+        return self.data.key(kind="features", version=FEATURES_VERSION, weights=self.weights_id,
                              arch=self.net.arch, prep=self.net.prep.to_dict(), dtype=str(self.net.dtype))
 
     def _outputs(self, cut: int) -> dict[str, Split] | None:

@@ -110,7 +110,8 @@ class Recipe:
         self.augment = build_augment(self.hp.augment.value, self.hp.image_size)
         self.inputs = PrefixInputs(self.net, self.data, cuts=self.cuts, enabled=features_cacheable(self.spec),
                                    batch_size=self.hp.batch_size, logger=self.logger, should_stop=self.should_stop,
-                                   feature_cache=feature_cache, weights_sha256=weights_sha256)
+                                   feature_cache=feature_cache,
+                                   weights_id=self._weights_id(weights_path, weights_sha256))
         self.mutable_keys = self._mutable_keys()
         self.logger.log_event("model built", frozen_groups=A.group_names(self.arch)[: self.cuts[0]],
                               trainable_params=sum(p.numel() for k, p in model.named_parameters()
@@ -126,6 +127,13 @@ class Recipe:
             for key in A.head_keys(self.arch) + A.native_head_keys(self.arch):
                 state.pop(key, None)
         return state
+
+    def _weights_id(self, weights_path: Path | None, sha256: str | None) -> str | None:
+        # What the backbone's weights are, for cross-job caches: the file's sha256, or for a random init the seed
+        # (torch draws the same initial weights from the same seed on the same version); None: unknown.
+        if weights_path is None:
+            return f"random-init:seed={self.hp.seed}:torch={torch.__version__}"
+        return sha256
 
     def _group_index(self, key: str) -> int:
         return A.group_names(self.arch).index(A.group_of(self.arch, key))
@@ -274,10 +282,9 @@ def run_training(*, spec: dict, archive_path: Path, manifest: dict, weights_path
     """Fine-tune as the spec says and save the best epoch's model into out_dir.
 
     With checkpoint_dir, each epoch's checkpoint is written there (then on_checkpoint(epoch, path) is called)
-    before the epoch is logged; resume_from continues after the epoch a checkpoint holds. With dataset_sha256
-    (and weights_sha256 for features), decoded images and frozen-backbone features are cached across jobs in
-    image_cache_dir and feature_cache_dir, each capped at cache_max_bytes; weights_sha256 must be the sha256
-    of the file at weights_path.
+    before the epoch is logged; resume_from continues after the epoch a checkpoint holds. With dataset_sha256,
+    decoded images are cached across jobs in image_cache_dir, and with weights_sha256 (the sha256 of the file at
+    weights_path) or a random init, frozen-backbone features in feature_cache_dir; each capped at cache_max_bytes.
     """
     recipe = Recipe(spec, logger=logger, should_stop=should_stop)
     caches = {name: TensorCache(Path(d), cache_max_bytes) if d is not None else None

@@ -1,0 +1,27 @@
+"""The CLI in-process (typer's CliRunner) against the API in-process (TestClient on PostgreSQL)."""
+
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.api.conftest import auth, client, make_key, ready_dataset  # noqa: F401  (fixtures, shared)
+
+WORKER = {"Authorization": "Bearer test-worker-token"}
+
+
+@pytest.fixture
+def taas(client, auth, monkeypatch) -> Callable[..., Result]:  # noqa: ANN001, F811
+    """Run `taas ARGS…` with the tenant's key; the client's HTTP calls go to the in-process app."""
+    import app.cli_client
+    from app.cli import cli
+    from app.client import Client
+
+    monkeypatch.setattr(app.cli_client, "Client", lambda url, key: Client(url, key, http=client))
+    env = {"TAAS_API_URL": "http://testserver", "TAAS_API_KEY": auth["Authorization"].split()[1],
+           "COLUMNS": "200"}
+
+    def run(*args: str, **extra_env: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env={**env, **extra_env}, catch_exceptions=False)
+
+    return run
