@@ -47,6 +47,11 @@ class BlobWriter:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
+    def sync(self) -> None:
+        """Flush and fsync the bytes written so far (a commit after it has nothing left to write)."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
     def commit(self) -> Path:
         """Flush, fsync and rename into place; returns the final path."""
         self._f.flush()

@@ -1,6 +1,7 @@
 """The bare-endpoint baseline of `make bench`: a FastAPI app that answers a constant, served like `taas api`.
 
-`GET /v1/jobs/{job_id}` is the floor for the API line (FastAPI routing, uvicorn, JSON); `POST
+`GET /v1/jobs/{job_id}` is the floor for the API line (FastAPI routing, uvicorn, JSON; `/sync/v1/jobs/{job_id}`
+answers the same from a sync endpoint, for context); `POST
 /internal/jobs/{job_id}/metrics` parses the same pydantic body the real metrics route does and answers the same
 constant, the floor for the metric-ingest line. Both are `async def`: the cheapest a FastAPI endpoint gets.
 
@@ -9,7 +10,7 @@ constant, the floor for the metric-ingest line. Both are `async def`: the cheape
 
 import argparse
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 app = FastAPI(title="bare")
@@ -33,9 +34,24 @@ async def get_job(job_id: str) -> dict:
     return CONSTANT
 
 
+@app.get("/sync/v1/jobs/{job_id}")
+def get_job_sync(job_id: str) -> dict:
+    """The same constant from a plain `def`: FastAPI runs it in a worker thread (context for the API line)."""
+    return CONSTANT
+
+
 @app.post("/internal/jobs/{job_id}/metrics")
 async def metrics(job_id: str, body: MetricsIn) -> dict:
     return {"ok": True}
+
+
+@app.post("/upload-sink")
+async def upload_sink(request: Request) -> dict:
+    """Reads a request body and drops it: what uvicorn and the client alone cost for an upload."""
+    n = 0
+    async for chunk in request.stream():
+        n += len(chunk)
+    return {"bytes": n}
 
 
 def main() -> None:

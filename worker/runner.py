@@ -3,7 +3,6 @@
 The API is the only writer: everything this worker learns leaves through the internal routes, fenced by attempt.
 """
 
-import inspect
 import json
 import logging
 import os
@@ -187,13 +186,12 @@ def _train(client: InternalClient, claim: dict[str, Any], cache: BlobCache, hb: 
             client.download(f"/internal/jobs/{job_id}/checkpoint", resume)
         logger = ApiLogger(client, job_id, attempt, claim["spec"]["hyperparameters"]["seed"], hb.should_stop)
         cache_root = s.resolved_cache_dir
-        options = dict(checkpoint_dir=tmp_path / "checkpoints", resume_from=resume,
-                       on_checkpoint=logger.on_checkpoint, dataset_sha256=ds["sha256"], weights_sha256=weights_sha,
-                       feature_cache_dir=cache_root / "features", image_cache_dir=cache_root / "images")
-        accepted = inspect.signature(run_training).parameters  # TRANSITIONAL: until the recipe takes them all
         result = run_training(spec=claim["spec"], archive_path=archive, manifest=manifest, weights_path=weights,
                               out_dir=tmp_path / "model", logger=logger, should_stop=hb.should_stop,
-                              **{k: v for k, v in options.items() if k in accepted})
+                              checkpoint_dir=tmp_path / "checkpoints", resume_from=resume,
+                              on_checkpoint=logger.on_checkpoint, dataset_sha256=ds["sha256"],
+                              weights_sha256=weights_sha, feature_cache_dir=cache_root / "features",
+                              image_cache_dir=cache_root / "images")
         if hb.lost.is_set():
             raise StaleAttempt(409, "stale_attempt", "lease lost during training")
         for fmt, name in (("safetensors", "model.safetensors"), ("config", "config.json")):

@@ -2,7 +2,7 @@
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,11 +42,15 @@ def create_dataset(*, session: Session, tenant: str, dataset_id: str, writer: Bl
                    name: str | None) -> Dataset:
     """Check the uploaded archive's structure, store it and record it as processing (blocking: run in a thread)."""
     quotas.check_bytes(session=session, tenant=tenant, adding=writer.bytes)  # the caller aborts the writer
-    try:
-        listing = inspect_archive(writer.tmp, limits())
-    except ArchiveError as exc:
-        writer.abort()
-        raise Invalid(exc.message, code=exc.code, details={"member": exc.member}) from None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-fsync") as pool:
+        synced = pool.submit(writer.sync)  # the commit's slow half (fsync) runs while the structure is checked
+        try:
+            listing = inspect_archive(writer.tmp, limits())
+        except ArchiveError as exc:
+            wait([synced])
+            writer.abort()
+            raise Invalid(exc.message, code=exc.code, details={"member": exc.member}) from None
+        synced.result()
     writer.commit()
     ds = Dataset(id=dataset_id, tenant=tenant, name=name, status=DatasetStatus.processing,
                  bytes=writer.bytes, sha256=writer.sha256, kind=listing.kind, layout=listing.layout,

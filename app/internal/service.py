@@ -17,6 +17,7 @@ from app.jobs.events import append_event
 from app.jobs.transitions import cas
 from app.models import Artifact, BaseWeights, Dataset, Job, JobMetric, Model, utcnow
 
+OPTIONAL_METRICS = ("val_top5_accuracy",)
 METRIC_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
                  "images_per_second", "seconds")
 
@@ -158,12 +159,14 @@ def _upsert_metrics(session: Session, job: Job, attempt: int, epoch: int, values
         session.add(row)
     row.attempt = attempt
     clean = {k: _finite(values.get(k)) for k in METRIC_FIELDS}
+    # Optional figures (top-5 accuracy when there are more than 5 classes) travel in the event and latest_metrics.
+    extra = {k: _finite(values[k]) for k in OPTIONAL_METRICS if k in values}
     for k, v in clean.items():
         setattr(row, k, v)
     job.progress_epoch = max(job.progress_epoch, epoch)
-    job.latest_metrics = {"epoch": epoch, **clean}
+    job.latest_metrics = {"epoch": epoch, **clean, **extra}
     job.lease_expires_at = _lease()
-    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, "attempt": attempt, **clean},
+    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, "attempt": attempt, **clean, **extra},
                  dedup_key=f"metrics:{attempt}:{epoch}")
 
 

@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.datasets.service import get_dataset
 from app.domain.ids import new_id
 from app.domain.plan import plan
-from app.domain.spec import JobSpec
+from app.domain.spec import InvalidCombination, JobSpec, check_combinations
 from app.domain.states import FINISHED, DatasetStatus, JobStatus
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs import outbox
@@ -50,6 +50,15 @@ def resolve_weights(*, session: Session, tenant: str, spec: JobSpec) -> str | No
     return model.id
 
 
+def check_spec(spec: JobSpec) -> None:
+    """The checks beyond the schema: the worker's memory budget, then fields that mean nothing together."""
+    check_worker_budget(spec)
+    try:
+        check_combinations(spec)
+    except InvalidCombination as exc:
+        raise Invalid(str(exc), code="invalid_combination", details={"field": exc.field}) from None
+
+
 def check_worker_budget(spec: JobSpec) -> None:
     """422 spec_too_large when one batch (batch_size * image_size^2 pixels) would exhaust a worker's memory."""
     hp, limit = spec.hyperparameters, get_settings().max_batch_pixels
@@ -62,7 +71,7 @@ def check_worker_budget(spec: JobSpec) -> None:
 
 def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:
     """Validate like create_job and return the resolved spec and the plan, queueing nothing."""
-    check_worker_budget(spec)
+    check_spec(spec)
     ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
     weights_id = resolve_weights(session=session, tenant=tenant, spec=spec)
     return {"spec": spec.model_dump(mode="json"), "weights_id": weights_id, "dataset_status": ds.status,
@@ -71,7 +80,7 @@ def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:
 
 def create_job(*, session: Session, tenant: str, spec: JobSpec) -> Job:
     """Validate against the database, store the queued job with one commit, then enqueue."""
-    check_worker_budget(spec)
+    check_spec(spec)
     ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
     if ds.status != DatasetStatus.ready:
         raise Conflict(f"dataset {ds.id} is {ds.status}, not ready", code="dataset_not_ready",

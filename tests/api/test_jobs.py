@@ -161,3 +161,19 @@ def test_worker_protocol_end_to_end_without_training(client, auth, ready_dataset
     statuses = [e["data"]["to"] for e in client.get(f"/v1/jobs/{job['id']}/events", headers=auth).json()["data"]
                 if e["type"] == "status"]
     assert statuses == ["queued", "running", "succeeded"]
+
+
+def test_meaningless_combinations_are_422_invalid_combination(client, auth, ready_dataset):
+    ds = ready_dataset["id"]
+    cases = [
+        (spec(ds, regularization={"kind": "l2sp", "alpha": 0.5}), "regularization"),  # with head_only
+        (spec(ds, freeze={"policy": "none", "head_epochs": 2}), "freeze"),
+        (spec(ds, hyperparameters={"epochs": 2, "warmup_epochs": 2, "image_size": 32}), "hyperparameters"),
+        (spec(ds, hyperparameters={"optimizer": "adam", "nesterov": True, "image_size": 32}), "hyperparameters"),
+    ]
+    for body, field in cases:
+        for dry in ("", "?dry_run=true"):
+            resp = client.post(f"/v1/jobs{dry}", headers=auth, json=body)
+            assert resp.status_code == 422, (body, resp.text)
+            err = resp.json()["error"]
+            assert err["code"] == "invalid_combination" and err["details"]["field"].startswith(field), err

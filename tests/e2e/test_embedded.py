@@ -13,7 +13,7 @@ from tests.procs import Proc, poll, taas, wait_healthy
 def test_taas_serve_from_upload_to_download(tmp_path):
     port, data = free_port(), tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAAS_")}
-    env.update({"TAAS_DATA_DIR": str(data), "TAAS_PORT": str(port), "PYTHONUNBUFFERED": "1"})
+    env.update({"TAAS_DATA_DIR": str(data), "TAAS_PORT": str(port), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     serve = Proc(taas("serve"), env, tmp_path / "serve.log")
     try:
         url = f"http://127.0.0.1:{port}"

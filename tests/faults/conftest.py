@@ -23,7 +23,8 @@ from tests.procs import ROOT, Proc, poll, taas, wait_healthy
 FAULT_SEED = 777  # jobs with this seed meet the injected fault; others don't
 # A lease short enough to keep the tests quick, long enough for a heartbeat on 2 busy cores.
 FAST = {"TAAS_LEASE_SECONDS": "8", "TAAS_REAPER_INTERVAL_SECONDS": "0.3", "TAAS_ENQUEUE_RESEND_SECONDS": "2",
-        "TAAS_ENQUEUE_GRACE_SECONDS": "1", "TAAS_MAX_ATTEMPTS": "3", "TAAS_HTTP_RETRY_SECONDS": "120"}
+        "TAAS_ENQUEUE_GRACE_SECONDS": "1", "TAAS_MAX_ATTEMPTS": "3",
+        "OMP_NUM_THREADS": "1", "TAAS_HTTP_RETRY_SECONDS": "120"}
 
 
 class Cluster:
