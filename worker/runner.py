@@ -115,24 +115,34 @@ def _maybe_inject_fault(logger: ApiLogger, epoch: int) -> None:
             time.sleep(0.05)
 
 
+_clients: dict[int, InternalClient] = {}
+
+
+def _client() -> InternalClient:
+    """One client per worker process: a new httpx client loads the CA bundle (about 20 ms here) every time."""
+    pid = os.getpid()  # never share a connection pool across a fork
+    if pid not in _clients:
+        s = get_worker_settings()
+        _clients.clear()
+        _clients[pid] = InternalClient(s.api_url, s.worker_token, retry_seconds=s.http_retry_seconds)
+    return _clients[pid]
+
+
 def run_job(job_id: str) -> None:
     """Claim job_id and run it to a terminal state (or hand it back if this worker is stopping or lost it)."""
     s = get_worker_settings()
-    client = InternalClient(s.api_url, s.worker_token, retry_seconds=s.http_retry_seconds)
+    client = _client()
     name = s.worker_name or f"{socket.gethostname()}:{os.getpid()}"
+    if shutdown.requested():
+        return  # never start a job while shutting down; the message goes back to the broker
     try:
-        if shutdown.requested():
-            return  # never start a job while shutting down; the message goes back to the broker
-        try:
-            claim = client.post(f"/internal/jobs/{job_id}/claim", {"worker": name})
-        except ApiError as exc:
-            if exc.code in ("job_not_claimable", "job_not_found"):
-                log.info("job %s not claimable (%s): dropping the message", job_id, exc.message)
-                return
-            raise
-        _run_claimed(client, claim, BlobCache(s.resolved_cache_dir, s.cache_max_bytes))
-    finally:
-        client.close()
+        claim = client.post(f"/internal/jobs/{job_id}/claim", {"worker": name})
+    except ApiError as exc:
+        if exc.code in ("job_not_claimable", "job_not_found"):
+            log.info("job %s not claimable (%s): dropping the message", job_id, exc.message)
+            return
+        raise
+    _run_claimed(client, claim, BlobCache(s.resolved_cache_dir, s.cache_max_bytes))
 
 
 def _run_claimed(client: InternalClient, claim: dict[str, Any], cache: BlobCache) -> None:
