@@ -5,6 +5,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,21 +35,31 @@ def reset_caches() -> None:
     app.storage._storage = None
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, migrated, dropped at the end."""
+@contextmanager
+def temp_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
+    """A PostgreSQL database of its own (migrated unless told otherwise), dropped on exit."""
     import psycopg
 
-    name = f"taas_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    from app.migrate import upgrade
+    try:
+        if migrate:
+            from app.migrate import upgrade
 
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, migrated, dropped at the end."""
+    with temp_database("taas_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
-from app.migrate import upgrade
-from tests.conftest import PG_ADMIN, REDIS_URL, free_port
+from tests.conftest import REDIS_URL, free_port, temp_database
 from tests.factories import dataset_members, write_zip
 from tests.procs import ROOT, Proc, poll, taas, wait_healthy
 
@@ -108,14 +106,8 @@ class Cluster:
 @pytest.fixture
 def fresh_db() -> Iterator[str]:
     """A migrated PostgreSQL database of this test alone (so no other test's reaper touches its jobs)."""
-    name = f"taas_fault_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temp_database("taas_fault") as url:
+        yield url
 
 
 @pytest.fixture
