@@ -43,9 +43,9 @@ bench-train: $(STAMP)
 
 # The service benchmarks: API, queue to start, upload and metric ingest, each against a baseline taken in the same
 # run, on a private PostgreSQL database and Redis queue (not part of `make test`; about 10 minutes on 2 cores).
-# Prints a table, writes bench/results/latest.json and rewrites the README's Performance section. Needs wrk.
+# Prints a table, writes bench/results/latest.json and rewrites the README's Performance section. Needs wrk and curl.
 bench: $(STAMP)
-	@command -v wrk >/dev/null || { echo "wrk is missing: installing it (apt-get install -y wrk)"; \
-		apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; } \
-		|| { echo "could not install wrk: run 'apt-get install -y wrk' (Debian package) as root, then 'make bench'"; exit 1; }
+	@{ command -v wrk && command -v curl; } >/dev/null || { echo "installing wrk and curl (apt-get install -y wrk curl)"; \
+		apt-get install -y -q wrk curl >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk curl >/dev/null; }; } \
+		|| { echo "could not install them: run 'apt-get install -y wrk curl' (Debian packages) as root, then 'make bench'"; exit 1; }
 	$(BIN)/python -m bench.service $(BENCH_ARGS)
