@@ -156,6 +156,7 @@ class JobMetric(Base):
     train_accuracy: Mapped[float | None]
     val_loss: Mapped[float | None]
     val_accuracy: Mapped[float | None]
+    val_top5_accuracy: Mapped[float | None]  # only with more than 5 classes
     learning_rate: Mapped[float | None]
     images_per_second: Mapped[float | None]
     seconds: Mapped[float | None]
@@ -192,6 +193,15 @@ class Artifact(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # e.g. onnx: max_abs_diff against torch
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (Index("uq_artifacts_job_format", "job_id", "format", unique=True),)
+
+
+class BlobGarbage(Base):
+    """A file whose row is gone, waiting for the background sweeper (app.garbage) to remove it."""
+
+    __tablename__ = "blob_garbage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class IdempotencyRecord(Base):

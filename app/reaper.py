@@ -8,11 +8,12 @@ from datetime import timedelta
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from app import garbage
 from app.config import get_settings
 from app.db import get_sessionmaker
 from app.domain.states import JobStatus
 from app.jobs import outbox
-from app.jobs.cleanup import delete_blobs, drop_checkpoint
+from app.jobs.cleanup import drop_checkpoint
 from app.jobs.transitions import cas
 from app.models import Job, utcnow
 
@@ -27,14 +28,14 @@ def _locked(session: Session) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_ID}).scalar())
 
 
-def _reap_lost(session: Session, job: Job, done: dict[str, int], garbage: list[str]) -> list[str]:
+def _reap_lost(session: Session, job: Job, done: dict[str, int]) -> list[str]:
     """One running job whose lease expired: cancelled, failed or requeued. Returns job ids to send."""
     now = utcnow()
     if job.cancel_requested_at is not None:
         if cas(session, job.id, JobStatus.running, JobStatus.cancelled, attempt=job.attempt,
                message="worker lost after cancellation was requested", finished_at=now, lease_expires_at=None):
             done["cancelled"] += 1
-            drop_checkpoint(session, job, garbage)
+            drop_checkpoint(session, job)
         return []
     lost = job.lost_count + 1
     if lost >= job.max_attempts:
@@ -43,7 +44,7 @@ def _reap_lost(session: Session, job: Job, done: dict[str, int], garbage: list[s
                error_message=f"the worker was lost on {lost} attempts (max_attempts={job.max_attempts})",
                finished_at=now, lease_expires_at=None, lost_count=lost):
             done["failed"] += 1
-            drop_checkpoint(session, job, garbage)
+            drop_checkpoint(session, job)
         return []
     if cas(session, job.id, JobStatus.running, JobStatus.queued, attempt=job.attempt,
            message=f"worker lost on attempt {job.attempt}; requeued", lease_expires_at=None, lost_count=lost,
@@ -56,17 +57,17 @@ def _reap_lost(session: Session, job: Job, done: dict[str, int], garbage: list[s
 def reap_once(*, reap_leases: bool = True) -> dict[str, int]:
     """One pass; returns counts of what it did."""
     s = get_settings()
-    done = {"requeued": 0, "failed": 0, "cancelled": 0, "sent": 0}
+    done = {"requeued": 0, "failed": 0, "cancelled": 0, "sent": 0, "files_removed": 0}
+    # What a crash left between a delete's commit and its files' removal (safe in every process: no lock needed).
+    done["files_removed"] = garbage.sweep()
     with get_sessionmaker()() as session:
         if not _locked(session):
             return done
         deadline = utcnow() - timedelta(seconds=s.lease_grace_seconds)
         expired = session.scalars(select(Job).where(Job.status == JobStatus.running,
                                                     Job.lease_expires_at < deadline)).all() if reap_leases else []
-        garbage: list[str] = []
-        send = [job_id for job in expired for job_id in _reap_lost(session, job, done, garbage)]
+        send = [job_id for job in expired for job_id in _reap_lost(session, job, done)]
         session.commit()
-        delete_blobs(garbage)
         for job_id in dict.fromkeys(send + outbox.due(session)):  # after the commit, never before
             done["sent"] += outbox.send(session, job_id)
     return done

@@ -42,7 +42,10 @@ def put_alias(*, session: Session, tenant: str, name: str, model_id: str) -> tup
     on SQLite as on PostgreSQL; the model's row lock keeps a concurrent DELETE of the model from slipping past."""
     for _ in range(MAX_RACES):
         models.get_model(session=session, tenant=tenant, model_id=model_id, lock=True)
-        current = session.scalar(select(Alias.model_id).where(Alias.tenant == tenant, Alias.name == name))
+        # The alias's row lock queues concurrent moves (PostgreSQL; SQLite writers are serial already), so only a
+        # race to create it goes round again.
+        current = session.scalar(select(Alias.model_id).where(Alias.tenant == tenant, Alias.name == name)
+                                 .with_for_update())
         if current == model_id:
             session.rollback()  # already there: no move, no history row
             return get_alias(session=session, tenant=tenant, name=name), False

@@ -5,6 +5,7 @@ from pathlib import Path
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from app import garbage
 from app.basemodels.safetensors_header import HeaderError, read_header
 from app.domain import catalog
 from app.domain.ids import new_id
@@ -104,7 +105,7 @@ def delete_base_model(*, session: Session, tenant: str, bm_id: str) -> None:
                                                 Job.status.in_([JobStatus.queued, JobStatus.running]))).first()
     if busy:
         raise Conflict(f"base model is in use by job {busy}", code="base_model_in_use", details={"job_id": busy})
-    key = row.blob_key
     session.delete(row)
+    garbage.discard(session, [row.blob_key])
     session.commit()
-    get_storage().delete(key)
+    garbage.kick()

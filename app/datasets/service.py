@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import quotas
+from app import garbage, quotas
 from app.config import get_settings
 from app.datasets.archive import ArchiveError, ArchiveLimits, inspect_archive, process_archive
 from app.db import get_sessionmaker
@@ -139,10 +139,9 @@ def delete_dataset(*, session: Session, tenant: str, dataset_id: str) -> None:
     keys = [ds.blob_key, ds.manifest_key]
     # Finished jobs and models keep the dataset_id (and sha256) as lineage; no foreign key binds them.
     session.delete(ds)
+    garbage.discard(session, keys)
     session.commit()
-    for key in keys:
-        if key:
-            get_storage().delete(key)
+    garbage.kick()
 
 
 def dataset_paths(ds: Dataset) -> tuple[Path, Path | None]:

@@ -13,7 +13,6 @@ from app.deps import SessionDep, WorkerDep
 from app.errors import Invalid, NotFound, TooLarge
 from app.internal import service
 from app.jobs import outbox
-from app.jobs.cleanup import delete_blobs
 from app.models import Dataset, Job
 from app.storage import BlobWriter, get_storage
 
@@ -135,15 +134,13 @@ async def upload_checkpoint(job_id: str, attempt: int, epoch: int, request: Requ
     writer = await _receive(request, key)
 
     def record() -> None:
-        garbage: list[str] = []
         with get_sessionmaker()() as session:
             try:
                 service.store_checkpoint(session=session, job_id=job_id, attempt=attempt, epoch=epoch, blob_key=key,
-                                         sha256=writer.sha256, values=values, garbage=garbage)
+                                         sha256=writer.sha256, values=values)
             except BaseException:
-                get_storage().delete(key)
+                get_storage().delete(key)  # never committed: nothing refers to it
                 raise
-        delete_blobs(garbage)
 
     await anyio.to_thread.run_sync(record)
     return {"sha256": writer.sha256, "bytes": writer.bytes}

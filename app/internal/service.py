@@ -7,18 +7,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import observability
+from app import garbage, observability
 from app.config import get_settings
 from app.domain.ids import new_id
 from app.domain.states import JobStatus
 from app.errors import Conflict, Invalid, NotFound
-from app.jobs.cleanup import delete_blobs, drop_checkpoint
+from app.jobs.cleanup import drop_checkpoint
 from app.jobs.events import append_event
 from app.jobs.transitions import cas
 from app.models import Artifact, BaseWeights, Dataset, Job, JobMetric, Model, utcnow
 
-OPTIONAL_METRICS = ("val_top5_accuracy",)
-METRIC_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
+METRIC_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy", "learning_rate",
                  "images_per_second", "seconds")
 
 
@@ -115,18 +114,20 @@ def record_metrics(*, session: Session, job_id: str, attempt: int, epoch: int, v
 
 
 def store_checkpoint(*, session: Session, job_id: str, attempt: int, epoch: int, blob_key: str, sha256: str,
-                     values: dict[str, Any] | None, garbage: list[str]) -> None:
+                     values: dict[str, Any] | None) -> None:
     """Point the job at a newer checkpoint and record that epoch's metrics, in one transaction."""
     job = fenced(session, job_id, attempt)
     if job.checkpoint_epoch is not None and epoch < job.checkpoint_epoch:
         raise Conflict(f"checkpoint of epoch {epoch} is older than the stored one ({job.checkpoint_epoch})",
                        code="stale_checkpoint")
-    if job.checkpoint_key and job.checkpoint_key != blob_key:
-        garbage.append(job.checkpoint_key)
+    replaced = job.checkpoint_key if job.checkpoint_key and job.checkpoint_key != blob_key else None
+    garbage.discard(session, [replaced])
     job.checkpoint_epoch, job.checkpoint_key, job.checkpoint_sha256 = epoch, blob_key, sha256
     if values is not None:
         _upsert_metrics(session, job, attempt, epoch, values)
     session.commit()
+    if replaced:
+        garbage.kick()
 
 
 def release(*, session: Session, job_id: str, attempt: int) -> None:
@@ -159,14 +160,12 @@ def _upsert_metrics(session: Session, job: Job, attempt: int, epoch: int, values
         session.add(row)
     row.attempt = attempt
     clean = {k: _finite(values.get(k)) for k in METRIC_FIELDS}
-    # Optional figures (top-5 accuracy when there are more than 5 classes) travel in the event and latest_metrics.
-    extra = {k: _finite(values[k]) for k in OPTIONAL_METRICS if k in values}
     for k, v in clean.items():
         setattr(row, k, v)
     job.progress_epoch = max(job.progress_epoch, epoch)
-    job.latest_metrics = {"epoch": epoch, **clean, **extra}
+    job.latest_metrics = {"epoch": epoch, **clean}
     job.lease_expires_at = _lease()
-    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, "attempt": attempt, **clean, **extra},
+    append_event(session, job_id, "metrics", f"epoch {epoch}", {"epoch": epoch, "attempt": attempt, **clean},
                  dedup_key=f"metrics:{attempt}:{epoch}")
 
 
@@ -260,7 +259,8 @@ def cancelled(*, session: Session, job_id: str, attempt: int) -> None:
 
 def _end(session: Session, job: Job) -> None:
     """Commit a terminal transition, then remove the job's checkpoint (the model stays)."""
-    garbage: list[str] = []
-    drop_checkpoint(session, job, garbage)
+    had_checkpoint = job.checkpoint_key is not None
+    drop_checkpoint(session, job)
     session.commit()
-    delete_blobs(garbage)
+    if had_checkpoint:
+        garbage.kick()

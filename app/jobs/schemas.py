@@ -81,6 +81,7 @@ class MetricRead(Out):
     train_accuracy: float | None
     val_loss: float | None
     val_accuracy: float | None
+    val_top5_accuracy: float | None = None  # with more than 5 classes
     learning_rate: float | None
     images_per_second: float | None
     seconds: float | None

@@ -2,10 +2,10 @@
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app import quotas
+from app import garbage, quotas
 from app.basemodels.service import imagenet_weights
 from app.config import get_settings
 from app.datasets.service import get_dataset
@@ -15,7 +15,7 @@ from app.domain.spec import InvalidCombination, JobSpec, check_combinations
 from app.domain.states import FINISHED, DatasetStatus, JobStatus
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs import outbox
-from app.jobs.cleanup import delete_blobs, drop_checkpoint
+from app.jobs.cleanup import drop_checkpoint
 from app.jobs.events import append_event
 from app.jobs.transitions import cas
 from app.models import BaseWeights, Job, JobEvent, JobMetric, Model, utcnow
@@ -125,10 +125,9 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
         if job.status == JobStatus.queued:
             if cas(session, job.id, JobStatus.queued, JobStatus.cancelled, message="cancelled while queued",
                    finished_at=utcnow(), cancel_requested_at=utcnow()):
-                garbage: list[str] = []
-                drop_checkpoint(session, job, garbage)  # a requeued job may have one
+                drop_checkpoint(session, job)  # a requeued job may have one
                 session.commit()
-                delete_blobs(garbage)
+                garbage.kick()
                 break
         elif job.status == JobStatus.running:
             if job.cancel_requested_at is None:
@@ -151,8 +150,7 @@ def delete_job(*, session: Session, tenant: str, job_id: str) -> None:
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}; cancel it first", code="job_not_finished")
     for cls in (JobEvent, JobMetric):
-        for row in session.scalars(select(cls).where(cls.job_id == job_id)):
-            session.delete(row)
+        session.execute(delete(cls).where(cls.job_id == job_id))
     session.delete(job)
     session.commit()
 

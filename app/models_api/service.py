@@ -3,8 +3,8 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import garbage
 from app.errors import Conflict, NotFound
-from app.jobs.cleanup import delete_blobs
 from app.models import Alias, Artifact, Model
 from app.pagination import page
 from app.serving.predict import Target
@@ -56,8 +56,9 @@ def delete_model(*, session: Session, tenant: str, model_id: str) -> None:
     for a in arts:
         session.delete(a)
     session.delete(m)
+    garbage.discard(session, keys)
     session.commit()
-    delete_blobs(keys)
+    garbage.kick()
 
 
 def alias_names(session: Session, model_id: str) -> list[str]:

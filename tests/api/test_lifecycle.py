@@ -1,9 +1,17 @@
-"""Data lifecycle: deleting models removes their files; a full disk is 507 with nothing half-written."""
+"""Data lifecycle: deletes remove their files in the background, durably; a full disk is 507 with nothing
+half-written."""
 
+from sqlalchemy import func, select
+
+from app import garbage
 from app.config import get_settings
+from app.db import get_sessionmaker
+from app.models import BlobGarbage
+from app.reaper import reap_once
 from app.storage import get_storage
 from tests.api.conftest import upload
 from tests.factories import dataset_members, write_zip
+from tests.procs import poll
 
 WORKER = {"Authorization": "Bearer test-worker-token"}
 
@@ -29,7 +37,31 @@ def test_delete_model_removes_its_files_and_other_tenants_get_404(client, auth, 
     assert client.delete(f"/v1/models/{model_id}", headers=make_key()).status_code == 404
     assert client.delete(f"/v1/models/{model_id}", headers=auth).status_code == 204
     assert client.get(f"/v1/models/{model_id}", headers=auth).status_code == 404
-    assert not any(p.exists() for p in files)
+    poll(lambda: not any(p.exists() for p in files), 10, "the model's files removed in the background")
+    poll(lambda: _queued() == 0, 10, "the removal queue emptied")
+
+
+def _queued() -> int:
+    with get_sessionmaker()() as session:
+        return session.scalar(select(func.count()).select_from(BlobGarbage))
+
+
+def test_deleting_a_dataset_removes_its_archive_and_manifest(client, auth, ready_dataset):
+    root = get_storage().root
+    files = [p for p in root.rglob("*") if p.is_file() and ready_dataset["id"] in str(p)]
+    assert len(files) >= 2  # the archive and the manifest
+    assert client.delete(f"/v1/datasets/{ready_dataset['id']}", headers=auth).status_code == 204
+    poll(lambda: not any(p.exists() for p in files), 10, "the dataset's files removed in the background")
+
+
+def test_files_queued_before_a_crash_are_removed_by_the_reaper(client, auth, ready_dataset, monkeypatch):
+    # The process dies after the delete commits and before its sweeper runs: simulated by a kick that does nothing.
+    monkeypatch.setattr(garbage, "kick", lambda: None)
+    files = [p for p in get_storage().root.rglob("*") if p.is_file() and ready_dataset["id"] in str(p)]
+    assert client.delete(f"/v1/datasets/{ready_dataset['id']}", headers=auth).status_code == 204
+    assert all(p.exists() for p in files) and _queued() >= len(files)  # queued durably, not yet removed
+    assert reap_once()["files_removed"] >= len(files)
+    assert not any(p.exists() for p in files) and _queued() == 0
 
 
 def test_full_disk_is_507_with_nothing_half_written(client, auth, tmp_path, monkeypatch):
