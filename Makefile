@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint catalog bench bench-train bench-load clean
+.PHONY: run test install lint catalog bench bench-train bench-load clean screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench-load: $(STAMP)  # 300 jobs from 30 clients against PostgreSQL, Redis and t
 
 clean:
 	rm -rf $(VENV) data
+
+# docs/dashboard.png: trains a small model in a throwaway `taas serve` and photographs its job page in chromium
+# (the Debian package; a few minutes on 2 cores).
+screenshot: $(STAMP)
+	$(BIN)/python scripts/screenshot.py
 
 # The training benchmark: the seed's loop, a hand-tuned loop and the recipe side by side (not part of `make test`;
 # about 15 minutes on 2 cores). Prints a table and writes bench/results/train.json.

@@ -2,12 +2,15 @@
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from functools import cache
 
-from sqlalchemy import Engine, create_engine, event
+from fastapi import Request
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
 
@@ -75,10 +78,52 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)
 
 
-def get_db() -> Iterator[Session]:
-    """A request-scoped session (FastAPI dependency)."""
-    with get_sessionmaker()() as session:
+@cache
+def _autocommit(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
+
+
+@cache
+def _read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(_autocommit(engine), expire_on_commit=False)
+
+
+def get_read_sessionmaker() -> sessionmaker[Session]:
+    """Sessions for reads. PostgreSQL: on autocommit connections (sharing the pool), so a GET sends its SELECTs and
+    nothing else (no BEGIN, no ROLLBACK: two round trips of four), each statement reading its own snapshot.
+    SQLite: the usual sessions (its transactions are local)."""
+    engine = get_engine()
+    return _read_sessionmaker(engine) if engine.dialect.name == "postgresql" else get_sessionmaker()
+
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def reads_only(request: Request) -> bool:
+    """A request that writes nothing: a GET, or a dry run (`POST /v1/jobs?dry_run=true` validates and plans)."""
+    return request.method in READ_METHODS or request.query_params.get("dry_run", "").lower() in ("true", "1")
+
+
+def autocommit_begin(session: Session) -> AbstractContextManager[Connection]:
+    """A connection of session's engine for one statement outside the session's transaction: on PostgreSQL in
+    autocommit mode (one round trip instead of BEGIN, statement, COMMIT), on SQLite a short transaction of its own."""
+    return _autocommit(session.get_bind().engine).begin()
+
+
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A request-scoped session (FastAPI dependency); a GET's reads run without a transaction on PostgreSQL.
+
+    Async on purpose: opening a session does no I/O, so FastAPI needn't hand it to a worker thread, and closing one
+    hands it over only when a transaction is still open (an error before the commit: the ROLLBACK is I/O)."""
+    read = reads_only(request)
+    session = (get_read_sessionmaker() if read else get_sessionmaker())()
+    try:
         yield session
+    finally:
+        if session.in_transaction() and not (read and session.get_bind().dialect.name == "postgresql"):
+            await run_in_threadpool(session.close)
+        else:
+            session.close()  # nothing to roll back on the server: no I/O
 
 
 def on_commit(session: Session, fn: Callable[[], None]) -> None:

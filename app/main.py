@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import observability, reaper
 from app.aliases import router as aliases
+from app.architectures import router as architectures
 from app.basemodels import router as base_models
 from app.config import get_settings
 from app.datasets import router as datasets
@@ -28,6 +29,7 @@ from app.jobs import router as jobs
 from app.keys import router as keys
 from app.models_api import router as models
 from app.openapi import ERROR_RESPONSES
+from app.ui import router as ui
 from app.webhooks import dispatch as webhook_dispatch
 from app.webhooks import router as webhooks
 
@@ -120,11 +122,12 @@ def create_app() -> FastAPI:
     app = FastAPI(title="taas", version="0.1.0", lifespan=lifespan,
                   description="Training as a service: upload a labelled image dataset, fine-tune a pretrained "
                               "backbone, download the model.")
-    for r in (keys, datasets, base_models, jobs, models, aliases, webhooks, internal):
+    for r in (keys, datasets, base_models, architectures, jobs, models, aliases, webhooks, internal):
         app.include_router(r.router, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimit)
     app.add_middleware(observability.ObserveRequests)  # outside the body cap: a refused request is timed too
     app.include_router(observability.router)  # /metrics and /readyz, outside the public OpenAPI document
+    ui.mount(app)  # the dashboard: GET / and its files under /ui/, outside the OpenAPI document
     if get_settings().cors_origins:  # added last, so outermost: preflights never reach auth or the body cap
         app.add_middleware(CORSMiddleware, **cors_options(get_settings().cors_origins))
 

@@ -50,10 +50,13 @@ WEBHOOK_ATTEMPTS = Counter("taas_webhook_delivery_attempts_total", "Webhook deli
 
 # --- jobs: observed after the transition commits --------------------------------------------------------------
 
-def job_moved(session: Session, job_id: str, src: JobStatus, dst: JobStatus) -> None:
-    """In the caller's transaction: note a transition, counted and logged once it commits."""
-    row = session.execute(select(Job.created_at, Job.started_at, Job.finished_at, Job.attempt)
-                          .where(Job.id == job_id)).one()
+JOB_TIMES = (Job.created_at, Job.started_at, Job.finished_at, Job.attempt)
+
+
+def job_moved(session: Session, job_id: str, src: JobStatus, dst: JobStatus, times: Any = None) -> None:
+    """In the caller's transaction: note a transition, counted and logged once it commits. times: the job's
+    JOB_TIMES after the move, when the caller has them (from an UPDATE ... RETURNING); else they are read."""
+    row = times if times is not None else session.execute(select(*JOB_TIMES).where(Job.id == job_id)).one()
 
     def observe() -> None:
         TRANSITIONS.labels(to=str(dst)).inc()

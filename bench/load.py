@@ -105,7 +105,7 @@ def run(api_url: str, key: str, tmp: Path, args: argparse.Namespace) -> dict:
     deadline = time.monotonic() + args.timeout
     statuses: dict[str, str] = {}
     while time.monotonic() < deadline:
-        jobs = _all_jobs(http)
+        jobs = _all(http, "/v1/jobs")
         statuses = {j["id"]: j["status"] for j in jobs}
         if all(statuses.get(i) in TERMINAL for i in ids):
             break
@@ -128,16 +128,16 @@ def run(api_url: str, key: str, tmp: Path, args: argparse.Namespace) -> dict:
     }
     for i in ids:  # delete what was created
         http.delete(f"/v1/jobs/{i}")
-    for m in http.get("/v1/models", params={"limit": 100}).json()["data"]:
+    for m in _all(http, "/v1/models"):
         http.delete(f"/v1/models/{m['id']}")
     http.delete(f"/v1/datasets/{ds['id']}")
     return result
 
 
-def _all_jobs(http: httpx.Client) -> list[dict]:
+def _all(http: httpx.Client, path: str) -> list[dict]:
     out, after = [], None
     while True:
-        page = http.get("/v1/jobs", params={"limit": 100, **({"after": after} if after else {})}).json()
+        page = http.get(path, params={"limit": 100, **({"after": after} if after else {})}).json()
         out += page["data"]
         if not page["has_more"]:
             return out

@@ -49,22 +49,26 @@ def claim(*, session: Session, job_id: str, worker: str) -> dict[str, Any]:
     attempt = job.attempt + 1
     stmt = update(Job).where(Job.id == job_id, Job.status == JobStatus.queued, Job.attempt == job.attempt)
     moved = session.execute(stmt.values(status=JobStatus.running, attempt=attempt, lease_expires_at=_lease(),
-                                        started_at=job.started_at or utcnow())).rowcount == 1
-    if not moved:
+                                        started_at=job.started_at or utcnow())
+                            .returning(*observability.JOB_TIMES)).first()
+    if moved is None:
         session.rollback()
         raise Conflict(f"job {job_id} was claimed by another worker", code="job_not_claimable")
     append_event(session, job_id, "status", f"running (attempt {attempt}) on {worker}",
                  {"from": "queued", "to": "running", "attempt": attempt, "worker": worker})
-    observability.job_moved(session, job_id, JobStatus.queued, JobStatus.running)
-    session.commit()
+    observability.job_moved(session, job_id, JobStatus.queued, JobStatus.running, times=moved)
+    # Read what the worker needs in the same transaction: no second one after the commit.
     ds = session.get(Dataset, job.dataset_id)
-    if ds is None or ds.manifest_key is None:
+    usable = ds is not None and ds.manifest_key is not None
+    weights = _weights_ref(session, job.weights_id) if usable else None
+    session.commit()
+    if not usable:
         fail(session=session, job_id=job_id, attempt=attempt, code="dataset_missing",
              message="the job's dataset was deleted")
         raise Conflict("the job's dataset is gone", code="job_not_claimable")
     return {"job_id": job_id, "attempt": attempt, "spec": job.spec,
             "dataset": {"id": ds.id, "sha256": ds.sha256, "classes": ds.classes},
-            "weights": _weights_ref(session, job.weights_id), "heartbeat_seconds": get_settings().lease_seconds / 4,
+            "weights": weights, "heartbeat_seconds": get_settings().lease_seconds / 4,
             "checkpoint": ({"epoch": job.checkpoint_epoch, "sha256": job.checkpoint_sha256}
                            if job.checkpoint_key else None)}
 

@@ -13,6 +13,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db import autocommit_begin
 from app.domain.states import JobStatus
 from app.models import Job, utcnow
 from app.queue import enqueue_job
@@ -22,15 +23,19 @@ MAX_BACKOFF_EXP = 6  # 2**6 × the resend deadline at most
 
 
 def send(session: Session, job_id: str) -> bool:
-    """Send job_id to the broker (after its commit) and record the send; False if the broker refused."""
+    """Send job_id to the broker (after its commit) and record the send; False if the broker refused.
+
+    The record is one statement on its own (autocommit on PostgreSQL: a single round trip), outside the session's
+    transaction, so the session is left as it was; a job loaded in it keeps its old enqueued_at."""
+    session.commit()  # callers have committed the job; end any read since (it would block SQLite's write lock)
     try:
         enqueue_job(job_id)
     except Exception as exc:
         log.warning("job %s: enqueue failed (%s); the reaper will send it", job_id, exc)
         return False
-    session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.queued)
-                    .values(enqueued_at=utcnow(), enqueue_count=Job.enqueue_count + 1))
-    session.commit()
+    with autocommit_begin(session) as conn:
+        conn.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.queued)
+                     .values(enqueued_at=utcnow(), enqueue_count=Job.enqueue_count + 1))
     return True
 
 

@@ -96,8 +96,7 @@ def create_job(*, session: Session, tenant: str, spec: JobSpec) -> Job:
     append_event(session, job.id, "status", "job queued", {"to": "queued"})
     session.commit()
     # After the commit, never before; if this send is lost, the job is in the outbox for the reaper.
-    outbox.send(session, job.id)
-    session.refresh(job)
+    outbox.send(session, job.id)  # records the send outside this session: the job as returned is as committed
     return job
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Probes and the scrape are unauthenticated by design (a metrics token is optional): not tenant routes.
-SKIPPED = re.compile(r"^/(docs|redoc|openapi\.json|healthz$|readyz$|metrics$)")
+SKIPPED = re.compile(r"^/($|docs|redoc|openapi\.json|healthz$|readyz$|metrics$)")  # / is the dashboard: public by design
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The supported architectures, read from the catalogue (GET /v1/architectures)."""

@@ -1,0 +1,1 @@
+"""The web dashboard: one HTML page at `/`, its scripts and styles under `/ui/` (no build step)."""
