@@ -174,6 +174,18 @@ def _run_claimed(client: InternalClient, claim: dict[str, Any], cache: BlobCache
             pass
     finally:
         hb.done.set()
+        _release_accelerator_memory()
+
+
+def _release_accelerator_memory() -> None:
+    """Hand the finished job's GPU memory back (the recipe frees its tensors; torch's allocator keeps them
+    cached until told), so the next job, or another process on the GPU, can have it."""
+    try:
+        from worker.training.device import release_memory
+
+        release_memory()
+    except Exception:  # never let the clean-up fail a job that has already ended
+        log.exception("could not release accelerator memory")
 
 
 def _train(client: InternalClient, claim: dict[str, Any], cache: BlobCache, hb: Heartbeat) -> None:

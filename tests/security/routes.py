@@ -5,8 +5,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-# Probes and the scrape are unauthenticated by design (a metrics token is optional): not tenant routes.
-SKIPPED = re.compile(r"^/($|docs|redoc|openapi\.json|healthz$|readyz$|metrics$)")  # / is the dashboard: public by design
+# Probes, the scrape and the dashboard page (/) are unauthenticated by design (a metrics token is optional): not
+# tenant routes.
+SKIPPED = re.compile(r"^/($|docs|redoc|openapi\.json|healthz$|readyz$|metrics$)")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,16 @@
-"""Shared fixtures for worker tests: tiny archives with manifests, resolved specs, a recording logger."""
+"""Shared fixtures for worker tests: tiny archives with manifests, resolved specs, a recording logger.
+
+TAAS_TEST_DEVICE (cpu by default; cuda or auto on a GPU machine) is the TAAS_DEVICE the engine gets in every
+test, so the same tests check the engine on a GPU: `TAAS_TEST_DEVICE=cuda pytest tests/worker`.
+"""
 
 import copy
 import hashlib
 import io
+import math
+import os
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -24,6 +31,63 @@ BASE_SPEC = {
                         "momentum": 0.9, "weight_decay": 0.0, "image_size": 32, "seed": 0},
     "regularization": {"kind": "none", "alpha": 0.0},
 }
+
+
+TEST_DEVICE = os.environ.get("TAAS_TEST_DEVICE", "cpu")
+
+
+def engine_device():
+    """The torch.device the engine runs on in these tests."""
+    from worker.training.device import resolve_device
+
+    return resolve_device(TEST_DEVICE)
+
+
+def on_gpu() -> bool:
+    return engine_device().type == "cuda"
+
+
+class NotBitIdentical(UserWarning):
+    """Two runs that should agree bit for bit agreed only within the GPU tolerance."""
+
+
+GPU_REL, GPU_ABS = 1e-3, 1e-4  # run-to-run tolerance on a GPU (a CPU must agree exactly)
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=GPU_REL, abs_tol=GPU_ABS)
+    return a == b
+
+
+def assert_same_numbers(a, b) -> None:
+    """Equal (nested dicts and lists of numbers); on a GPU within a float tolerance, with a warning when not
+    bit for bit, so that the log tells how reproducible the GPU was."""
+    if a == b:
+        return
+    if not on_gpu():
+        assert a == b
+    assert _close(a, b), (a, b)
+    warnings.warn(NotBitIdentical(f"runs agree only within rel {GPU_REL}, abs {GPU_ABS} on {engine_device()}"),
+                  stacklevel=2)
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    """Two state dicts hold equal tensors (on a GPU within the tolerance, as assert_same_numbers)."""
+    import torch
+
+    assert a.keys() == b.keys()
+    if all(torch.equal(a[k], b[k]) for k in a):
+        return
+    assert on_gpu(), [k for k in a if not torch.equal(a[k], b[k])]
+    far = [k for k in a if not torch.allclose(a[k].double(), b[k].double(), rtol=GPU_REL, atol=GPU_ABS)]
+    assert not far, far
+    warnings.warn(NotBitIdentical(f"weights agree only within rel {GPU_REL}, abs {GPU_ABS} on {engine_device()}"),
+                  stacklevel=2)
 
 
 class RecordingLogger:
@@ -59,6 +123,15 @@ def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_on_test_device():
+    """TAAS_DEVICE for the whole session (module-scoped fixtures train too, so a session fixture sets it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAAS_DEVICE", TEST_DEVICE)
+        engine_device()  # a bad TAAS_TEST_DEVICE fails here, before any test
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

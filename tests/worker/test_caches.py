@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from tests.worker.conftest import RecordingLogger
+from tests.worker.conftest import RecordingLogger, assert_same_numbers
 from worker.training import warm
 from worker.training.recipe import run_training
 from worker.training.tensor_cache import TensorCache, cache_key
@@ -38,8 +38,8 @@ def test_a_second_job_on_the_same_data_reuses_the_backbone_features(squares, mak
     assert "backbone features loaded from cache" in _messages(again_log)
     assert "dataset decoded" not in _messages(again_log)  # not even the images are needed
     strip = [{k: v for k, v in m.items() if k not in TIMING} for m in first_log.epochs]
-    assert strip == [{k: v for k, v in m.items() if k not in TIMING} for m in again_log.epochs]
-    assert again.metrics == first.metrics
+    assert_same_numbers(strip, [{k: v for k, v in m.items() if k not in TIMING} for m in again_log.epochs])
+    assert_same_numbers(again.metrics, first.metrics)
     # Another learning rate (a sweep) reuses them too; other preprocessing does not.
     _, sweep = _job(squares, make_spec, pretrained, tmp_path, "c", lr=0.1, freeze={"policy": "head_only"})
     assert "backbone features loaded from cache" in _messages(sweep)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.worker.conftest import RecordingLogger
+from tests.worker.conftest import RecordingLogger, assert_same_numbers, assert_same_tensors
 from worker.training.checkpoint import load_checkpoint
 from worker.training.recipe import run_training
 
@@ -59,11 +59,12 @@ def test_a_resumed_run_matches_a_straight_run(squares, make_spec, tmp_path, sect
                            out_dir=tmp_path / "resumed", logger=resumed_logger, resume_from=checkpoint)
     assert [m["epoch"] for m in resumed_logger.epochs] == [3]
     assert ("resumed from checkpoint", {"epoch": 2}) in resumed_logger.events
-    assert _strip(resumed_logger.epochs) == _strip(straight_logger.epochs[2:])
-    assert resumed.metrics == straight.metrics and resumed.best_epoch == straight.best_epoch
+    assert_same_numbers(_strip(resumed_logger.epochs), _strip(straight_logger.epochs[2:]))
+    assert_same_numbers(resumed.metrics, straight.metrics)
+    assert resumed.best_epoch == straight.best_epoch
     a = load_file(str(straight.model_dir / "model.safetensors"))
     b = load_file(str(resumed.model_dir / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_tensors(a, b)
 
 
 def test_checkpoints_refuse_foreign_files(tmp_path):

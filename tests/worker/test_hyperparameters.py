@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from app.domain.spec import JobSpec
-from tests.worker.conftest import RecordingLogger
+from tests.worker.conftest import RecordingLogger, assert_same_numbers, engine_device
 from worker.training import architectures as A
 from worker.training.augment import build_augment
 from worker.training.network import autocast_dtype, cpu_supports_bf16
@@ -96,6 +96,13 @@ def test_precision_choice():
     assert autocast_dtype("fp32", cpu) is None
     assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp16", cpu) is torch.float16
     assert autocast_dtype("auto", cpu) is (torch.bfloat16 if cpu_supports_bf16() else None)
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("fp8", cpu)
+    device = engine_device()
+    if device.type == "cuda":  # a GPU: bf16 where it is native (Ampere on), else fp16 with a GradScaler
+        native = torch.cuda.get_device_capability(device)[0] >= 8
+        assert autocast_dtype("auto", device) is (torch.bfloat16 if native else torch.float16)
+        assert autocast_dtype("fp32", device) is None and autocast_dtype("fp16", device) is torch.float16
 
 
 def _strip(rows: list[dict]) -> list[dict]:
@@ -118,7 +125,7 @@ def test_deterministic_mode_repeats_every_number(squares, make_spec, tmp_path):
         result = run_training(spec=make_spec(**BUSY), archive_path=archive, manifest=manifest, weights_path=None,
                               out_dir=tmp_path / str(i), logger=logger)
         runs.append((_strip(logger.epochs), result.metrics, result.best_epoch))
-    assert runs[0] == runs[1]
+    assert_same_numbers(runs[0], runs[1])
     rates = [row["learning_rate"] for row in runs[0][0]]
     assert rates[0] == pytest.approx(0.05) and rates[1] < rates[0] and rates[2] < 1e-6  # cosine after warm-up
 
@@ -134,6 +141,7 @@ def test_other_precisions_train(squares, make_spec, tmp_path, precision):
                  logger=logger)
     built = next(data for message, data in logger.events if message == "model built")
     assert built["precision"] == {"fp32": "float32", "fp16": "float16"}[precision]
+    assert built["device"] == str(engine_device())
     assert logger.epochs[0]["train_loss"] == logger.epochs[0]["train_loss"]  # not NaN
 
 

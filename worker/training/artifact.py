@@ -25,11 +25,15 @@ CONFIG_FILE = "config.json"
 
 
 def model_config(*, arch: str, classes: list[str], dropout: float, preprocessing: Preprocessing,
-                 in_features: int) -> dict:
-    """The config.json that travels with model.safetensors."""
-    return {"format_version": FORMAT_VERSION, "arch": arch, "num_classes": len(classes), "classes": classes,
-            "dropout": dropout, "preprocessing": preprocessing.to_dict(), "head_keys": A.head_keys(arch),
-            "head": {"module": A.get_arch(arch).head_module, "in_features": in_features}}
+                 in_features: int, training: dict | None = None) -> dict:
+    """The config.json that travels with model.safetensors; `training` records how it was trained (its
+    device and precision: provenance only, nothing needs it to rebuild the model)."""
+    config = {"format_version": FORMAT_VERSION, "arch": arch, "num_classes": len(classes), "classes": classes,
+              "dropout": dropout, "preprocessing": preprocessing.to_dict(), "head_keys": A.head_keys(arch),
+              "head": {"module": A.get_arch(arch).head_module, "in_features": in_features}}
+    if training is not None:
+        config["training"] = training
+    return config
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -41,8 +45,10 @@ def _write_atomically(path: Path, write) -> None:
 def save_artifact(model: nn.Module, config: dict, out_dir: Path) -> Path:
     """Write the full state dict and its config into out_dir; returns out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # safetensors refuses shared or strided storage, so every tensor gets its own contiguous copy.
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    # safetensors refuses shared or strided storage (channels_last is strided), so every tensor gets its own
+    # contiguous copy, on the CPU wherever the model trained.
+    state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+             for k, v in model.state_dict().items()}
     # The classes ride in the header too, so a later job can tell whether the head still fits its dataset.
     metadata = {"format": "pt", "arch": config["arch"], "classes": json.dumps(config["classes"])}
     _write_atomically(out_dir / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=metadata))

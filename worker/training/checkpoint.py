@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from worker.training.device import to_cpu
+
 FORMAT_VERSION = 1
 
 
@@ -22,7 +24,8 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     """torch.save `state` to path through a temporary file, so a reader never sees half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    # CPU tensors only: a checkpoint written on a GPU loads anywhere (and load_checkpoint maps to the CPU).
+    torch.save(to_cpu({"format_version": FORMAT_VERSION, **state}), tmp)
     os.replace(tmp, path)
     return path
 
@@ -35,17 +38,17 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def rng_state(generator: torch.Generator) -> dict:
-    """The global CPU (and CUDA, when used) random states and the shuffling generator's."""
+def rng_state(generator: torch.Generator, device: torch.device | None = None) -> dict:
+    """The global CPU random state, the shuffling generator's, and a GPU's (dropout draws there) on CUDA."""
     state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict, generator: torch.Generator) -> None:
-    """Put back what rng_state returned."""
+def restore_rng_state(state: dict, generator: torch.Generator, device: torch.device | None = None) -> None:
+    """Put back what rng_state returned (a GPU's state only on a GPU: elsewhere nothing draws from it)."""
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

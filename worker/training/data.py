@@ -52,9 +52,9 @@ class Preprocessing:
         return TF.pil_to_tensor(TF.center_crop(image, self.crop))
 
     def normalize(self, batch: Tensor) -> Tensor:
-        """uint8 N×3×H×W → float, scaled to [0, 1] and standardised per channel."""
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        """uint8 N×3×H×W → float, scaled to [0, 1] and standardised per channel, on the batch's device."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1)
         return (batch.float().div_(255) - mean) / std
 
 

@@ -1,5 +1,6 @@
 """ONNX export with a dynamic batch axis, checked by onnxruntime against torch on a sample batch."""
 
+import copy
 import time
 import warnings
 from pathlib import Path
@@ -17,7 +18,8 @@ def export_onnx(model: nn.Module, config: dict, dst: Path, *, batch: int = 2) ->
 
     started = time.perf_counter()
     crop = int(config["preprocessing"]["crop"])
-    model = model.eval().float().to(memory_format=torch.contiguous_format)
+    # A CPU copy in fp32 and eval mode: the caller's model stays as it was, wherever it lives.
+    model = copy.deepcopy(model).to("cpu", torch.float32, memory_format=torch.contiguous_format).eval()
     sample = torch.randn(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     tmp = dst.with_suffix(".onnx.tmp")
     with warnings.catch_warnings(), torch.no_grad():

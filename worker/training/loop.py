@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worker.training.data import Split
+from worker.training.device import to_device
 from worker.training.errors import TrainingCancelled
 from worker.training.network import Network
 from worker.training.objective import Objective
@@ -33,18 +34,24 @@ def train_one_epoch(net: Network, split: Split, *, cut: int, cached: bool, objec
                     grad_clip: float | None, should_stop: Callable[[], bool]) -> dict:
     """Shuffle and step through every batch; returns task loss, accuracy, images/s and seconds."""
     start = time.perf_counter()
+    device = net.device
+    # Shuffled on the CPU with the job's generator: the same order on every device.
     order = torch.randperm(len(split), generator=generator)
+    on_device = split.images.device == device  # a cached prefix computed here stays here
     trainable = [p for p in net.model.parameters() if p.requires_grad]
-    total_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    # Accumulated on the device: reading a number per step (.item(), .cpu()) would wait for the GPU every step.
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for batch in batch_slices(len(split), batch_size):
         if should_stop():
             raise TrainingCancelled("training was cancelled")
         idx = order[batch]
-        labels = split.labels[idx].to(net.device, non_blocking=True)
-        x = split.images[idx]
+        labels = to_device(split.labels[idx], device)
+        x = split.images[to_device(idx, device) if on_device else idx]
         if cached:
-            hidden = x.to(net.device, non_blocking=True)
+            hidden = to_device(x, device)
         else:
+            # Augmentation works on the CPU's uint8 images; only the result crosses to the device.
             hidden = net.prefix(net.prepare(augment(x) if augment else x), cut)
         features, logits = net.forward_from(hidden, cut)
         task = objective.task_loss(logits, labels)
@@ -58,24 +65,26 @@ def train_one_epoch(net: Network, split: Split, *, cut: int, cached: bool, objec
         scaler.update()
         if scheduler is not None:
             scheduler.step()  # per batch: warm-up and annealing are smooth within an epoch
-        # Accumulate as tensors: .item() per step would be a sync point on an accelerator.
-        total_loss += task.detach().cpu() * len(idx)
-        correct += (logits.detach().argmax(1) == labels).sum().cpu()
+        total_loss += task.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == labels).sum()
+    loss, right = total_loss.item(), correct.item()  # waits for the device: the epoch's time includes its work
     seconds = time.perf_counter() - start
-    return {"loss": total_loss.item() / len(split), "accuracy": correct.item() / len(split),
+    return {"loss": loss / len(split), "accuracy": right / len(split),
             "images_per_second": len(split) / seconds, "seconds": seconds}
 
 
 def evaluate(net: Network, split: Split, *, cut: int, cached: bool, batch_size: int) -> Tensor:
-    """Logits (fp32, on the CPU) for every item of the split, with the model in eval mode."""
+    """Logits (fp32, on the CPU) for every item of the split, with the model in eval mode.
+
+    Scores and metrics are computed from these on the CPU, whatever device the model runs on."""
     net.model.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(split), batch_size):
             x = split.images[i: i + batch_size]
-            hidden = x.to(net.device) if cached else net.prefix(net.prepare(x), cut)
-            out.append(net.forward_from(hidden, cut)[1].float().cpu())
-    return torch.cat(out)
+            hidden = to_device(x, net.device) if cached else net.prefix(net.prepare(x), cut)
+            out.append(net.forward_from(hidden, cut)[1].float())
+    return torch.cat(out).cpu()
 
 
 def epoch_scores(logits: Tensor, labels: Tensor) -> dict[str, float]:

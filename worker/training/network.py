@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from worker.training import architectures as A
 from worker.training.data import Preprocessing
+from worker.training.device import to_device
 from worker.training.errors import TrainingCancelled
 
 
@@ -22,16 +23,30 @@ def cpu_supports_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def cuda_supports_bf16(device: torch.device) -> bool:
+    """Whether the GPU has native bf16 arithmetic (Ampere and later); older ones only emulate it, slowly."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument
+        return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a spec's precision on `device`; None means plain fp32."""
+    """The autocast dtype for a spec's precision on `device`; None means plain fp32.
+
+    `auto` is bf16 where the hardware has it natively; otherwise fp16 (with gradient scaling) on a GPU and
+    fp32 on a CPU, where fp16 brings nothing.
+    """
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
+    if precision != "auto":
+        raise ValueError(f"unsupported precision {precision!r}")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_supports_bf16(device) else torch.float16
     return torch.bfloat16 if cpu_supports_bf16() else None
 
 
@@ -53,8 +68,10 @@ class Network:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def prepare(self, images: Tensor) -> Tensor:
-        """uint8 images → normalised float input on the device, channels_last when the job uses it."""
-        x = self.prep.normalize(images.to(self.device, non_blocking=True))
+        """uint8 images → normalised float input on the device, channels_last when the job uses it.
+
+        The uint8 batch crosses to the device (a quarter of the float bytes) and is normalised there."""
+        x = self.prep.normalize(to_device(images, self.device))
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def run(self, stages: Sequence[Callable[[Tensor], Tensor]], x: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from worker.training.inputs import DatasetInputs
 from worker.training.network import Network
 from worker.training.tensor_cache import TensorCache
 
-MAX_PREFIX_CACHE_BYTES = 2 * 2**30  # a job's in-memory copy of a frozen prefix's outputs
+MAX_PREFIX_CACHE_BYTES = 2 * 2**30  # a job's in-memory copy of a frozen prefix's outputs (on its device)
 FEATURES_VERSION = 1  # bump when feature extraction changes, so old cache entries are never read
 
 
@@ -48,15 +48,20 @@ class PrefixInputs:
     def _key(self, cut: int) -> str | None:
         if cut != self.net.depth or self.feature_cache is None:
             return None
+        # The device type too: a GPU's kernels round differently from a CPU's, and a job's numbers should not
+        # depend on which worker filled the cache.
         return self.data.key(kind="features", version=FEATURES_VERSION, weights=self.weights_id,
-                             arch=self.net.arch, prep=self.net.prep.to_dict(), dtype=str(self.net.dtype))
+                             arch=self.net.arch, prep=self.net.prep.to_dict(), dtype=str(self.net.dtype),
+                             device=self.net.device.type)
 
     def _outputs(self, cut: int) -> dict[str, Split] | None:
         key = self._key(cut)
         stored = self.feature_cache.get(key) if key else None
         if stored is not None and all(f"{s}.features" in stored for s in self.data.labels):
             self.logger.log_event("backbone features loaded from cache", dims=list(stored["train.features"].shape[1:]))
-            return {s: Split(stored[f"{s}.features"], labels) for s, labels in self.data.labels.items()}
+            # Moved to the device once, where features computed here would have stayed.
+            return {s: Split(stored[f"{s}.features"].to(self.net.device), labels)
+                    for s, labels in self.data.labels.items()}
         images = self.data.images()
         total = sum(len(s) for s in images.values())
         self.net.model.eval()  # the prefix is frozen and (batch_norm frozen) in eval mode whenever it runs
@@ -68,8 +73,8 @@ class PrefixInputs:
                     self.logger.log_event("frozen prefix too large to cache; it runs every epoch", cut=cut)
                     return None
                 chunks.append(chunk)
-            outputs[name] = Split(torch.cat(chunks), split.labels)
-        if key:
+            outputs[name] = Split(torch.cat(chunks), split.labels)  # on the device: no copy per epoch
+        if key:  # the cache itself keeps CPU tensors
             self.feature_cache.put(key, {f"{s}.features": split.images for s, split in outputs.items()})
         message = "backbone features cached" if cut == self.net.depth else "frozen prefix cached"
         self.logger.log_event(message, frozen_groups=A.group_names(self.net.arch)[:cut],

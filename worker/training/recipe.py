@@ -21,6 +21,7 @@ from worker.training.artifact import model_config, save_artifact, saved_classes
 from worker.training.augment import build_augment
 from worker.training.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from worker.training.data import Preprocessing
+from worker.training.device import describe, release_memory, resolve_device
 from worker.training.errors import TrainingCancelled
 from worker.training.freeze import set_frozen_prefix, set_modes
 from worker.training.inputs import DatasetInputs
@@ -77,7 +78,7 @@ class Recipe:
         self.hp, self.freeze = self.spec.hyperparameters, self.spec.freeze
         self.logger, self.should_stop = logger, should_stop
         self.cuts = [frozen_count(self.spec, e) for e in range(1, self.hp.epochs + 1)]  # frozen groups per epoch
-        self.device = torch.device("cpu")
+        self.device = resolve_device()  # TAAS_DEVICE: auto (a GPU when there is one), cpu or cuda
 
     # ---- setup -------------------------------------------------------------------------------------------
     def setup(self, *, archive_path: Path, manifest: dict, weights_path: Path | None,
@@ -92,11 +93,13 @@ class Recipe:
         self.prep = Preprocessing.for_image_size(A.default_preprocessing(self.arch), self.hp.image_size)
         self.data = DatasetInputs(archive_path, manifest, self.prep, threads=_threads(),
                                   dataset_sha256=dataset_sha256, image_cache=image_cache, logger=self.logger)
+        # Built and initialised on the CPU (the same initial weights on every device), then moved.
         model = A.build_model(self.arch, len(self.classes), dropout=self.spec.head.dropout,
                               state_dict=self._base_state(weights_path, weights_sha256))
         # channels_last: oneDNN's convolutions (and cuDNN's) are fastest in NHWC.
         model = model.to(self.device, memory_format=torch.channels_last)
         dtype = autocast_dtype(self.hp.precision.value, self.device)
+        self.training_info = {**describe(self.device), "precision": str(dtype or torch.float32).removeprefix("torch.")}
         self.net = Network(model, self.arch, self.prep, dtype=dtype, channels_last=True, device=self.device)
         self.model = model
         reg = self.spec.regularization
@@ -106,7 +109,7 @@ class Recipe:
         self.scheduler = build_scheduler(self.optimizer, self.spec,
                                          len(batch_slices(self.data.sizes()["train"], self.hp.batch_size)))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
-        self.generator = torch.Generator().manual_seed(self.hp.seed)  # shuffling, apart from init
+        self.generator = torch.Generator().manual_seed(self.hp.seed)  # shuffling (on the CPU), apart from init
         self.augment = build_augment(self.hp.augment.value, self.hp.image_size)
         self.inputs = PrefixInputs(self.net, self.data, cuts=self.cuts, enabled=features_cacheable(self.spec),
                                    batch_size=self.hp.batch_size, logger=self.logger, should_stop=self.should_stop,
@@ -116,7 +119,7 @@ class Recipe:
         self.logger.log_event("model built", frozen_groups=A.group_names(self.arch)[: self.cuts[0]],
                               trainable_params=sum(p.numel() for k, p in model.named_parameters()
                                                    if self._group_index(k) >= self.cuts[0]),
-                              precision=str(dtype or torch.float32).removeprefix("torch."))
+                              **self.training_info)
 
     def _base_state(self, weights_path: Path | None, sha256: str | None) -> dict[str, Tensor] | None:
         if weights_path is None:
@@ -218,7 +221,7 @@ class Recipe:
                 "scaler": self.scaler.state_dict(),
                 "best": {"epoch": self.best_epoch, "score": self.best_score, "state": self.best_state},
                 "early_stopping": {"wait": self.wait, "stopped": self.stopped}, "cut": self.last_cut,
-                "rng": rng_state(self.generator)}
+                "rng": rng_state(self.generator, self.device)}  # save_checkpoint moves every tensor to the CPU
 
     def _resume(self, path: Path) -> int:
         state = load_checkpoint(path)
@@ -233,7 +236,7 @@ class Recipe:
         self.best_epoch, self.best_score, self.best_state = best["epoch"], best["score"], best["state"]
         stopping = state["early_stopping"]
         self.wait, self.stopped, self.last_cut = stopping["wait"], stopping["stopped"], state["cut"]
-        restore_rng_state(state["rng"], self.generator)
+        restore_rng_state(state["rng"], self.generator, self.device)
         self.logger.log_event("resumed from checkpoint", epoch=state["epoch"])
         return int(state["epoch"])
 
@@ -263,13 +266,17 @@ class Recipe:
     def save(self, out_dir: Path) -> Path:
         """Write model.safetensors and config.json (the current, i.e. best, weights)."""
         config = model_config(arch=self.arch, classes=self.classes, dropout=self.spec.head.dropout,
-                              preprocessing=self.prep, in_features=A.head_in_features(self.model, self.arch))
+                              preprocessing=self.prep, in_features=A.head_in_features(self.model, self.arch),
+                              training=self.training_info)
         return save_artifact(self.model, config, Path(out_dir))
 
     def cleanup(self) -> None:
-        """Drop the data, the model and every copy of weights so a long-lived worker gets its memory back."""
-        for name in ("inputs", "data", "net", "model", "objective", "optimizer", "scheduler", "best_state"):
+        """Drop the data, the model and every copy of weights so a long-lived worker gets its memory back
+        (a GPU's too: its cached blocks go back to the driver)."""
+        for name in ("inputs", "data", "net", "model", "objective", "optimizer", "scheduler", "scaler",
+                     "best_state"):
             self.__dict__.pop(name, None)
+        release_memory()
 
 
 def run_training(*, spec: dict, archive_path: Path, manifest: dict, weights_path: Path | None, out_dir: Path,
