@@ -11,36 +11,27 @@ Usage: .venv/bin/python scripts/screenshot.py [--out docs/dashboard.png] [--epoc
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port  # noqa: E402
+from tests.procs import poll  # noqa: E402
+
 CHROMIUM = os.environ.get("TAAS_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
         "--no-first-run", "--disable-sync", "--hide-scrollbars"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(fn, timeout: float, what: str, interval: float = 0.5):  # noqa: ANN001, ANN201
+def wait(fn, timeout: float, what: str):  # noqa: ANN001, ANN201
     """Poll fn until it returns something truthy, or give up at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+    return poll(fn, timeout, what, interval=0.5)
 
 
 def taas(env: dict[str, str], *args: str) -> None:

@@ -5,7 +5,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -68,3 +69,27 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 60) -> None:
             return False
 
     poll(ok, timeout, f"{url}/healthz")
+
+
+def embedded_env(data: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of an embedded `taas serve` in data on port: this process's, minus any TAAS_ setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAAS_")}
+    env.update({"TAAS_DATA_DIR": str(data), "TAAS_PORT": str(port), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def embedded_serve(tmp: Path, timeout: float = 120) -> Iterator[tuple[str, Path, Proc]]:
+    """One embedded `taas serve` (SQLite, filesystem broker, a worker) with its data in tmp/data, as a user runs it:
+    (url, data dir, process), stopped as a group on exit."""
+    from tests.conftest import free_port
+
+    port, data = free_port(), tmp / "data"
+    serve = Proc(taas("serve"), embedded_env(data, port), tmp / "serve.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, serve, timeout=timeout)
+        yield url, data, serve
+    finally:
+        serve.stop(signal.SIGTERM)

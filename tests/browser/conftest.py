@@ -5,15 +5,13 @@ where they fail instead."""
 
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.procs import Proc, taas, wait_healthy
+from tests.procs import embedded_serve
 
 CHROMIUM = os.environ.get("TAAS_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
@@ -36,17 +34,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One embedded `taas serve` (SQLite, filesystem broker, one worker) for the module, as a user runs it."""
-    tmp = tmp_path_factory.mktemp("serve")
-    port, data = free_port(), tmp / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAAS_")}
-    env.update({"TAAS_DATA_DIR": str(data), "TAAS_PORT": str(port), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-    serve = Proc(taas("serve"), env, tmp / "serve.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, serve, timeout=120)
+    with embedded_serve(tmp_path_factory.mktemp("serve")) as (url, data, _):
         yield Served(url=url, key=(data / "dev-key").read_text().strip(), data=data)
-    finally:
-        serve.stop(signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,13 @@
 """The embedded default end to end: one `taas serve` (SQLite, filesystem broker), as a user runs it."""
 
-import os
-import signal
-
 import httpx
 
-from tests.conftest import free_port
 from tests.factories import dataset_members, write_zip
-from tests.procs import Proc, poll, taas, wait_healthy
+from tests.procs import embedded_serve, poll
 
 
 def test_taas_serve_from_upload_to_download(tmp_path):
-    port, data = free_port(), tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAAS_")}
-    env.update({"TAAS_DATA_DIR": str(data), "TAAS_PORT": str(port), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-    serve = Proc(taas("serve"), env, tmp_path / "serve.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, serve, timeout=120)
+    with embedded_serve(tmp_path) as (url, data, serve):
         key_file = data / "dev-key"
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         key = key_file.read_text().strip()
@@ -37,5 +27,3 @@ def test_taas_serve_from_upload_to_download(tmp_path):
         dl = http.get(f"/v1/models/{job['model_id']}/artifacts/safetensors")
         assert dl.status_code == 200 and len(dl.content) > 1_000_000
         assert (data / "taas.db").exists() and (data / "broker").is_dir()
-    finally:
-        serve.stop(signal.SIGTERM)

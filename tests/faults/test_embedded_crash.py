@@ -1,20 +1,17 @@
 """The embedded default survives a crash: SIGKILL the whole `taas serve` group mid-job, start it again."""
 
-import os
 
 import httpx
 
 from tests.conftest import free_port
 from tests.factories import dataset_members, write_zip
 from tests.faults.conftest import FAST, FAULT_SEED
-from tests.procs import Proc, poll, taas, wait_healthy
+from tests.procs import Proc, embedded_env, poll, taas, wait_healthy
 
 
 def test_sigkill_taas_serve_mid_job_then_restart_completes_the_job(tmp_path):
     port, data = free_port(), tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAAS_")}
-    env.update(FAST)
-    env.update({"TAAS_DATA_DIR": str(data), "TAAS_PORT": str(port), "PYTHONUNBUFFERED": "1"})
+    env = embedded_env(data, port, **FAST)
     # The worker kills its own process group after epoch 2: that group is the whole `taas serve`.
     crash = {**env, "TAAS_TESTING": "1", "TAAS_FAULT_SEED": str(FAULT_SEED), "TAAS_FAULT_EPOCH": "2",
              "TAAS_FAULT_ACTION": "kill_group"}
