@@ -90,11 +90,10 @@ def create_job(*, session: Session, tenant: str, spec: JobSpec) -> Job:
     job = Job(id=new_id("job"), tenant=tenant, dataset_id=ds.id, status=JobStatus.queued,
               spec=spec.model_dump(mode="json"), weights_id=weights_id, attempt=0,
               max_attempts=get_settings().max_attempts, progress_epoch=0,
-              epochs=spec.hyperparameters.epochs, next_seq=0)
+              epochs=spec.hyperparameters.epochs, next_seq=1)  # its first event, below, is number 1
     session.add(job)
-    session.flush()
-    append_event(session, job.id, "status", "job queued", {"to": "queued"})
-    session.commit()
+    append_event(session, job.id, "status", "job queued", {"to": "queued"}, first=True)
+    session.commit()  # one flush: the job's INSERT, then its event's
     # After the commit, never before; if this send is lost, the job is in the outbox for the reaper.
     outbox.send(session, job.id)  # records the send outside this session: the job as returned is as committed
     return job
