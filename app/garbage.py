@@ -1,11 +1,10 @@
 """Files of deleted rows, removed in the background from a durable queue.
 
-A delete commits its rows' removal and, in the same transaction, the keys of their files (`blob_garbage`). After the
-commit, `kick()` wakes this process's sweeper thread, which removes the files and then their queue rows; the
-request never waits on the disk. A crash between the two leaves the queue rows behind and the reaper's next pass
-(`sweep()`) finishes the work, so a file is never removed while its row exists, and never left behind for good.
-Removing a file twice is harmless, so several API processes may sweep at once.
-"""
+A delete commits its rows' removal and, in the same transaction, the keys of their files (`blob_garbage`). Once
+that transaction commits, `kick()` wakes this process's sweeper thread, which removes the files and then their queue
+rows; the request never waits on the disk. A crash between the two leaves the queue rows behind and the reaper's
+next pass (`sweep()`) finishes the work, so a file is never removed while its row exists, and never left behind for
+good. Removing a file twice is harmless, so several API processes may sweep at once."""
 
 import logging
 import threading
@@ -13,7 +12,7 @@ import threading
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.db import get_sessionmaker
+from app.db import get_sessionmaker, on_commit
 from app.models import BlobGarbage
 from app.storage import get_storage
 
@@ -26,8 +25,11 @@ _thread: threading.Thread | None = None
 
 
 def discard(session: Session, keys: list[str | None]) -> None:
-    """Queue files for removal in the caller's transaction (call before its commit, then kick() after)."""
-    session.add_all(BlobGarbage(key=k) for k in dict.fromkeys(keys) if k)
+    """Queue files for removal in the caller's transaction; the sweeper wakes when it commits (not on a rollback)."""
+    rows = [BlobGarbage(key=k) for k in dict.fromkeys(keys) if k]
+    if rows:
+        session.add_all(rows)
+        on_commit(session, kick)
 
 
 def sweep(limit: int = BATCH) -> int:
@@ -59,7 +61,7 @@ def _run() -> None:
 
 
 def kick() -> None:
-    """Wake the sweeper after a commit that queued files."""
+    """Wake the sweeper (discard() arranges it for its transaction's commit)."""
     global _thread
     with _start_lock:
         if _thread is None or not _thread.is_alive():

@@ -108,4 +108,3 @@ def delete_base_model(*, session: Session, tenant: str, bm_id: str) -> None:
     session.delete(row)
     garbage.discard(session, [row.blob_key])
     session.commit()
-    garbage.kick()

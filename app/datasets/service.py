@@ -141,7 +141,6 @@ def delete_dataset(*, session: Session, tenant: str, dataset_id: str) -> None:
     session.delete(ds)
     garbage.discard(session, keys)
     session.commit()
-    garbage.kick()
 
 
 def dataset_paths(ds: Dataset) -> tuple[Path, Path | None]:

@@ -124,14 +124,12 @@ def store_checkpoint(*, session: Session, job_id: str, attempt: int, epoch: int,
     if job.checkpoint_epoch is not None and epoch < job.checkpoint_epoch:
         raise Conflict(f"checkpoint of epoch {epoch} is older than the stored one ({job.checkpoint_epoch})",
                        code="stale_checkpoint")
-    replaced = job.checkpoint_key if job.checkpoint_key and job.checkpoint_key != blob_key else None
-    garbage.discard(session, [replaced])
+    if job.checkpoint_key != blob_key:
+        garbage.discard(session, [job.checkpoint_key])
     job.checkpoint_epoch, job.checkpoint_key, job.checkpoint_sha256 = epoch, blob_key, sha256
     if values is not None:
         _upsert_metrics(session, job, attempt, epoch, values)
     session.commit()
-    if replaced:
-        garbage.kick()
 
 
 def release(*, session: Session, job_id: str, attempt: int) -> None:
@@ -263,8 +261,5 @@ def cancelled(*, session: Session, job_id: str, attempt: int) -> None:
 
 def _end(session: Session, job: Job) -> None:
     """Commit a terminal transition, then remove the job's checkpoint (the model stays)."""
-    had_checkpoint = job.checkpoint_key is not None
     drop_checkpoint(session, job)
     session.commit()
-    if had_checkpoint:
-        garbage.kick()

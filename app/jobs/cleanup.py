@@ -7,7 +7,7 @@ from app.models import Job
 
 
 def drop_checkpoint(session: Session, job: Job) -> None:
-    """Forget the checkpoint in the caller's transaction and queue its file for removal (kick() after the commit)."""
+    """Forget the checkpoint in the caller's transaction and queue its file for removal."""
     if job.checkpoint_key is not None:
         discard(session, [job.checkpoint_key])
         job.checkpoint_key = job.checkpoint_sha256 = None

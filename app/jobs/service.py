@@ -5,7 +5,7 @@ import logging
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app import garbage, quotas
+from app import quotas
 from app.basemodels.service import imagenet_weights
 from app.config import get_settings
 from app.datasets.service import get_dataset
@@ -125,7 +125,6 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
                    finished_at=utcnow(), cancel_requested_at=utcnow()):
                 drop_checkpoint(session, job)  # a requeued job may have one
                 session.commit()
-                garbage.kick()
                 break
         elif job.status == JobStatus.running:
             if job.cancel_requested_at is None:

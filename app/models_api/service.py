@@ -58,7 +58,6 @@ def delete_model(*, session: Session, tenant: str, model_id: str) -> None:
     session.delete(m)
     garbage.discard(session, keys)
     session.commit()
-    garbage.kick()
 
 
 def alias_names(session: Session, model_id: str) -> list[str]:
