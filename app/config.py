@@ -15,6 +15,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str | None = None  # default: SQLite under data_dir
+    # Connections per API process for the async reads (app/pg.py); each is held for one statement. PostgreSQL's
+    # max_connections must cover this plus the ORM pool (up to 30) for every API process, and the workers' none.
+    read_pool_size: int = Field(16, ge=1)
     broker_url: str | None = None  # default: kombu filesystem:// under data_dir
     queue_name: str = "taas"
     host: str = "127.0.0.1"
@@ -59,6 +62,9 @@ class Settings(BaseSettings):
     metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
+    # One log line per request: "all", or "changes" (default): successful GET/HEADs, which dashboards repeat every
+    # second or two, are logged at DEBUG; writes and every 4xx/5xx at INFO. /metrics times every request either way.
+    log_requests: str = Field("changes", pattern="^(all|changes)$")
 
     # Predictions (POST /v1/models/{id}/predict): per-request caps, and the bounded pool that runs them.
     predict_max_images: int = Field(32, ge=1)
@@ -102,7 +108,19 @@ class Settings(BaseSettings):
         return _file_secret(self.data_dir / f".{name}")
 
 
+_file_secrets: dict[Path, str] = {}  # read once per process: the key check asks for the pepper on every request
+
+
 def _file_secret(path: Path) -> str:
+    if value := _file_secrets.get(path):
+        return value
+    value = _read_or_make_secret(path)
+    if value:
+        _file_secrets[path] = value
+    return value
+
+
+def _read_or_make_secret(path: Path) -> str:
     import os
     import secrets
 

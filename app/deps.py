@@ -1,16 +1,17 @@
 """FastAPI dependencies: the session and the calling principal."""
 
 import hmac
-import inspect
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app import pg
 from app.config import get_settings
-from app.db import get_db
+from app.db import get_db, get_read_sessionmaker
 from app.errors import Forbidden, Unauthorized
-from app.keys.service import Principal, authenticate
+from app.keys.service import KEY_PREFIX, Principal, authenticate, authenticate_async, key_and, key_prefix, verify_key
 
 SessionDep = Annotated[Session, Depends(get_db)]
 
@@ -23,16 +24,18 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def principal(request: Request, session: SessionDep) -> Principal:
-    """The authenticated caller."""
-    found = authenticate(session=session, key=_bearer(request))
-    endpoint = getattr(request.scope.get("route"), "endpoint", None)
-    if session.get_bind().dialect.name == "sqlite" or inspect.iscoroutinefunction(endpoint):
-        # End the lookup's transaction now: on SQLite it holds the write lock until the request ends otherwise, and
-        # an async route (a streamed upload, an event stream) may run for minutes without needing the connection.
-        # A sync route on PostgreSQL goes on in the same transaction: no COMMIT, checkout and BEGIN in between.
-        session.commit()
-    return found
+def _authenticate_sync(key: str) -> Principal:
+    with get_read_sessionmaker()() as session:  # its own short read: a lookup never holds SQLite's lock
+        return authenticate(session=session, key=key)
+
+
+async def principal(request: Request) -> Principal:
+    """The authenticated caller. PostgreSQL: one prepared statement on the event loop (app.pg), no worker thread
+    and no ORM; SQLite: the ORM lookup in a worker thread, in a transaction of its own that ends at once."""
+    key = _bearer(request)
+    if pg.enabled():
+        return await authenticate_async(key)
+    return await run_in_threadpool(_authenticate_sync, key)
 
 
 def require(scope: str):
@@ -40,22 +43,63 @@ def require(scope: str):
 
     # async: a pure check, so FastAPI runs it inline instead of handing it to a worker thread.
     async def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
-        if scope not in p.scopes:
-            raise Forbidden(f"this API key lacks the '{scope}' scope", code="insufficient_scope")
-        return p
+        return _check_scope(p, scope)
 
     dep.required_scope = scope  # type: ignore[attr-defined]  # lets tests find each route's scope
     return dep
 
 
+def _check_scope(p: Principal, scope: str) -> Principal:
+    if scope not in p.scopes:
+        raise Forbidden(f"this API key lacks the '{scope}' scope", code="insufficient_scope")
+    return p
+
+
+class KeyCheck:
+    """The key check of a read that runs in the read's own round trip (`ReadKey`): on PostgreSQL the key's row
+    and the resource's come back from one statement, so a GET costs one query, not two. Nothing is skipped: the
+    key is verified (401), then the scope (403), and only then is the resource's absence (404) revealed."""
+
+    def __init__(self, key: str, scope: str):
+        self.key, self.scope = key, scope
+
+    async def fetch(self, resource_sql: str, *args: Any) -> tuple[Principal, Any]:
+        """PostgreSQL: (the caller, the resource's row or None). resource_sql selects the resource's columns and
+        may use `k.tenant` (the key's tenant) and $2, $3, … (args); $1 is the key's prefix."""
+        row = await pg.fetchrow(key_and(resource_sql), key_prefix(self.key), *args)
+        found = None if row is None else pg.Attrs(row, prefix=KEY_PREFIX)
+        p = _check_scope(verify_key(self.key, found), self.scope)
+        return p, (row if row is not None and row["id"] is not None else None)
+
+    async def principal(self) -> Principal:
+        """SQLite (or a read that needs the caller first): the usual lookup."""
+        if pg.enabled():
+            p = await authenticate_async(self.key)
+        else:
+            p = await run_in_threadpool(_authenticate_sync, self.key)
+        return _check_scope(p, self.scope)
+
+
+def key_check(scope: str):
+    """A dependency for a read that checks the key in its own round trip (see KeyCheck); the header is parsed
+    here, so a request without a key is refused before anything runs."""
+
+    async def dep(request: Request) -> KeyCheck:
+        return KeyCheck(_bearer(request), scope)
+
+    dep.required_scope = scope  # type: ignore[attr-defined]
+    return dep
+
+
+ReadKey = Annotated[KeyCheck, Depends(key_check("read"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 Writer = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
-def worker_auth(request: Request) -> None:
-    """Internal routes: the shared worker token, compared in constant time."""
+async def worker_auth(request: Request) -> None:
+    """Internal routes: the shared worker token, compared in constant time (async: no I/O, so no thread hop)."""
     token = _bearer(request)
     expected = get_settings().secret("worker_token")
     if not hmac.compare_digest(token.encode(), expected.encode()):

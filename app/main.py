@@ -1,5 +1,6 @@
 """create_app(): routers, error handlers, lifespan."""
 
+import gc
 import inspect
 import logging
 import threading
@@ -7,7 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request, params
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -16,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import observability, reaper
+from app import observability, pg, reaper
 from app.aliases import router as aliases
 from app.architectures import router as architectures
 from app.basemodels import router as base_models
@@ -28,7 +30,6 @@ from app.internal import router as internal
 from app.jobs import router as jobs
 from app.keys import router as keys
 from app.models_api import router as models
-from app.openapi import ERROR_RESPONSES
 from app.ui import router as ui
 from app.webhooks import dispatch as webhook_dispatch
 from app.webhooks import router as webhooks
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     resume_processing()
+    # Everything loaded so far (modules, the ORM's and FastAPI's structures) lives as long as the process: take it
+    # out of the collector's view, so a full collection doesn't walk it again during requests.
+    gc.freeze()
     stop = threading.Event()
     if get_settings().run_reaper:
         threading.Thread(target=reaper.run_forever, args=(stop,), name="reaper", daemon=True).start()
@@ -48,6 +52,7 @@ async def lifespan(app: FastAPI):
         sender.start()
     yield
     stop.set()
+    await pg.close()
     if sender is not None:  # let an attempt in flight record its outcome before the engine goes away
         webhook_dispatch.wake()
         await anyio.to_thread.run_sync(sender.join, get_settings().webhook_timeout_seconds + 5)
@@ -117,16 +122,31 @@ def cors_options(origins: list[str]) -> dict[str, Any]:
                                "Content-Length"]}
 
 
+async def healthz() -> dict:
+    return {"ok": True}
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """The router's routes into the app's own route list. `app.include_router` keeps the router as a unit that
+    FastAPI (0.16x) matches route by route through wrappers, at about 5 µs a route and twice per request: with
+    the dashboard's and the docs' routes before it, a GET paid about 0.4 ms of CPU in matching alone. The routes
+    are complete at declaration (path with prefix, router-level dependencies and responses), so nothing is lost."""
+    app.router.routes.extend(router.routes)
+
+
 def create_app() -> FastAPI:
     """The API application."""
     app = FastAPI(title="taas", version="0.1.0", lifespan=lifespan,
                   description="Training as a service: upload a labelled image dataset, fine-tune a pretrained "
                               "backbone, download the model.")
-    for r in (keys, datasets, base_models, architectures, jobs, models, aliases, webhooks, internal):
-        app.include_router(r.router, responses=ERROR_RESPONSES)
+    app.add_api_route("/healthz", healthz, include_in_schema=False)
+    # Hottest first: a request is matched against the routes in order. The routers declare ERROR_RESPONSES
+    # themselves, so their routes join the app's own list (see add_routes).
+    for r in (jobs, internal, datasets, models, aliases, keys, base_models, architectures, webhooks):
+        add_routes(app, r.router)
     app.add_middleware(BodyLimit)
     app.add_middleware(observability.ObserveRequests)  # outside the body cap: a refused request is timed too
-    app.include_router(observability.router)  # /metrics and /readyz, outside the public OpenAPI document
+    add_routes(app, observability.router)  # /metrics and /readyz, outside the public OpenAPI document
     ui.mount(app)  # the dashboard: GET / and its files under /ui/, outside the OpenAPI document
     if get_settings().cors_origins:  # added last, so outermost: preflights never reach auth or the body cap
         app.add_middleware(CORSMiddleware, **cors_options(get_settings().cors_origins))
@@ -151,18 +171,15 @@ def create_app() -> FastAPI:
         return _error(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(DataError)
-    async def _data(_: Request, exc: DataError) -> JSONResponse:
+    @app.exception_handler(asyncpg.DataError)  # the same refusal on app.pg's reads
+    async def _data(_: Request, exc: Exception) -> JSONResponse:
         # The database refused a value the client sent (a NUL character in a string, say): input, not a bug.
-        log.warning("database refused a request value: %s", exc.orig)
+        log.warning("database refused a request value: %s", getattr(exc, "orig", exc))
         return _error(422, "invalid_request", "the request contains a value that cannot be stored or searched for")
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return _error(500, "internal_error", "internal server error")
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
-        return {"ok": True}
 
     return app

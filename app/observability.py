@@ -156,12 +156,16 @@ JOB_IN_PATH = re.compile(r"/jobs/(job_[0-9a-z]{26})(?:/|$)")
 QUIET = re.compile(r"^/(internal/|metrics$|healthz$|readyz$)")  # logged at DEBUG: frequent and routine
 
 
+READS = frozenset({"GET", "HEAD"})
+
+
 class ObserveRequests:
     """Times each request into REQUEST_SECONDS (by route template, never the raw path) and logs it; binds job_id
     for every log line written while a request about a job is handled."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        self.log_all = get_settings().log_requests == "all"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,8 +189,11 @@ class ObserveRequests:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 REQUEST_SECONDS.labels(method=scope["method"], route=route,
                                        status=f"{status // 100}xx").observe(seconds)
-                events.log(logging.DEBUG if QUIET.match(path) else logging.INFO, "request", method=scope["method"],
-                           path=path, route=route, status=status, ms=round(seconds * 1000, 1))
+                quiet = QUIET.match(path) or (status < 400 and scope["method"] in READS and not self.log_all)
+                level = logging.DEBUG if quiet else logging.INFO
+                if logging.getLogger("taas").isEnabledFor(level):  # a line costs a fifth of a GET's CPU: only if kept
+                    events.log(level, "request", method=scope["method"], path=path, route=route, status=status,
+                               ms=round(seconds * 1000, 1))
 
 
 # --- logging --------------------------------------------------------------------------------------------------

@@ -609,18 +609,21 @@ def notes_for(lines: list[dict], m: dict, quick: bool) -> list[str]:
         f"run {dry['service']['server_cpu_ms_per_req']:.2f} ms, against {bare['server_cpu_ms_per_req']:.2f} ms for "
         f"the bare endpoint ({bare['sync_endpoint']['server_cpu_ms_per_req']:.2f} ms and "
         f"{bare['sync_endpoint']['req_per_s']:,.0f} req/s for the same constant from a sync `def`, i.e. one "
-        "worker-thread hop). The service's GET runs the key check and the endpoint in worker threads (two hops), "
-        "two ORM queries on PostgreSQL (each a round trip to a server on the same two cores), the response "
-        "model's validation and a log line and a histogram sample per request: about ten times the bare "
-        "endpoint's work, so the 40% target is missed by that structure, not by one slow call. Fixed on the way "
-        "(app/deps.py, app/db.py): a GET or a dry run reads on an autocommit connection, so it sends its two "
-        "SELECTs and nothing else (it sent BEGIN, the SELECTs and ROLLBACK: four round trips; PostgreSQL's "
-        "statement log shows two now), the session dependency is async (no thread hop to open or close it), the "
-        "scope check runs inline, the pool keeps 20 connections (with 10, about one request in eight opened a "
-        "new PostgreSQL connection under this load) and a liveness ping goes only to connections idle over 5 s. "
-        "Meeting 40% needs a read path without thread hops and with far fewer Python layers per query (an async "
-        "driver, plain SQL, or a cache with cross-process invalidation for the key check), which is a redesign "
-        "rather than a fix.",
+        "worker-thread hop). Both routes now read on the event loop through asyncpg (app/pg.py), with no worker "
+        "thread and no ORM: the GET's key and job come back from one prepared statement (app/deps.py KeyCheck), "
+        "the dry run's key from one and its dataset and weights from another, and nothing is cached, so a "
+        "revoked key fails its next request in every process. Before (3.11 ms of API CPU per GET at 527 req/s, "
+        "6%; the dry run 3.64 ms, 5%) each request took two worker-thread hops and two or three ORM queries. Also "
+        "on the way: FastAPI 0.16x matches an included router's routes through per-route wrappers, about 5 us a "
+        "route and twice per request, so the routes now join the app's own list, hottest first (app/main.py "
+        "add_routes: `/healthz` went from 553 to 94 us of CPU in process, the bare app's 80); timestamps "
+        "serialise through a per-field type instead of a serializer on every field; successful GETs log at "
+        "DEBUG (TAAS_LOG_REQUESTS=all logs them; /metrics times every request either way); asyncpg's reset "
+        "round trip on every pool release is skipped (these connections hold no session state); the "
+        "process's startup objects are frozen out of the garbage collector. What separates the GET from the "
+        "bare endpoint now: the PostgreSQL round trip (the server's work runs on the same two cores as wrk and "
+        "uvicorn), the key's HMAC, FastAPI's dependency resolution, the route and response models, the two "
+        "middlewares (request histogram, body cap) and a bigger response.",
         f"Queue to start: submit is the client's clock before `POST /v1/jobs`, claim is the `running` event's "
         "timestamp. Each job (MobileNetV3-small, 1 epoch on 12 images of 8 px) is cancelled once claimed unless "
         f"it finishes first, and the next is submitted {PAUSE_S * 1000:.0f} ms after the worker reported the "
@@ -672,6 +675,8 @@ def main() -> None:
     ap.add_argument("--upload-mib", type=int)
     ap.add_argument("--queue-jobs", type=int)
     ap.add_argument("--seconds", type=float, help="seconds per measured wrk run")
+    ap.add_argument("--api-only", action="store_true", help="only the API and ingest lines (for iterating on the "
+                                                            "request path; results to a temporary file)")
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     for name in ("upload_mib", "queue_jobs", "seconds"):
@@ -689,6 +694,15 @@ def main() -> None:
     bench = Bench(args, cfg)
     measured: dict = {"machine": machine()}
     try:
+        if args.api_only:
+            bench.setup()
+            measured.update(bench.api_and_ingest(bench.tiny_dataset()))
+            for name, runs in {**measured["api"], **{f"ingest_{k}": v for k, v in measured["ingest"].items()}}.items():
+                agg = _agg(runs)
+                print(f"{name:14} {agg['req_per_s']:8.0f} req/s  p50 {agg['p50_ms']:6.1f} ms  p99 "
+                      f"{agg['p99_ms']:6.1f} ms  {agg['server_cpu_ms_per_req']:.2f} ms server CPU/req  "
+                      f"non-2xx {agg['non_2xx']}")
+            return
         archive = bench.tmp / "upload" / "archive.zip"
         archive.parent.mkdir()
         log(f"generating a {cfg['upload_mib']} MiB image archive")

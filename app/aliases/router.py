@@ -26,9 +26,9 @@ from app.models_api.params import (
 )
 from app.models_api.predict import predict
 from app.models_api.schemas import ModelRead, PredictRead
-from app.openapi import errors
+from app.openapi import ERROR_RESPONSES, errors
 
-router = APIRouter(prefix="/v1/aliases", tags=["aliases"])
+router = APIRouter(prefix="/v1/aliases", tags=["aliases"], responses=ERROR_RESPONSES)
 Name = Annotated[str, Path(pattern=NAME_PATTERN, examples=["production"],
                            description="lower-case letters, digits, '.', '_' and '-', up to 100")]
 

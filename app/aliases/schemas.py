@@ -1,11 +1,10 @@
 """Alias schemas."""
 
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models_api.schemas import MODEL_EXAMPLE, ModelRead
-from app.schemas import Out
+from app.schemas import Out, Stamp
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
@@ -26,8 +25,8 @@ class AliasRead(Out):
     model_id: str
     sha256: str | None = Field(description="sha256 of the model's safetensors file")
     model: ModelRead
-    created_at: datetime
-    updated_at: datetime
+    created_at: Stamp
+    updated_at: Stamp
 
 
 class AliasPage(BaseModel):
@@ -43,7 +42,7 @@ class AliasMoveRead(Out):
     id: int
     model_id: str | None = Field(description="where the alias pointed after this move; null: it was deleted")
     previous_model_id: str | None
-    created_at: datetime
+    created_at: Stamp
 
 
 class AliasHistory(BaseModel):

@@ -5,9 +5,9 @@ from fastapi import APIRouter
 from app.architectures import service
 from app.architectures.schemas import ArchitecturePage
 from app.deps import Reader
-from app.openapi import errors
+from app.openapi import ERROR_RESPONSES, errors
 
-router = APIRouter(prefix="/v1/architectures", tags=["architectures"])
+router = APIRouter(prefix="/v1/architectures", tags=["architectures"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=ArchitecturePage, responses=errors(),

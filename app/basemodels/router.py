@@ -1,6 +1,5 @@
 """Base-model routes: bring your own backbone weights as safetensors."""
 
-from datetime import datetime
 from typing import Annotated
 
 import anyio
@@ -16,11 +15,11 @@ from app.deps import IdempotencyKey, Reader, SessionDep, Writer
 from app.domain.ids import new_id
 from app.errors import Invalid
 from app.idempotency import body_hash, run_idempotent
-from app.openapi import BINARY, multipart
-from app.schemas import Out, Page
+from app.openapi import BINARY, ERROR_RESPONSES, multipart
+from app.schemas import Out, Page, Stamp
 from app.storage import get_storage
 
-router = APIRouter(prefix="/v1/base-models", tags=["base models"])
+router = APIRouter(prefix="/v1/base-models", tags=["base models"], responses=ERROR_RESPONSES)
 
 
 class BaseModelRead(Out):
@@ -34,7 +33,7 @@ class BaseModelRead(Out):
     name: str | None
     sha256: str
     bytes: int
-    created_at: datetime
+    created_at: Stamp
 
 
 @router.post("", status_code=201, response_model=BaseModelRead,

@@ -15,11 +15,11 @@ from app.db import get_sessionmaker
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
 from app.domain.ids import new_id
 from app.idempotency import body_hash, run_idempotent
-from app.openapi import BINARY, multipart
+from app.openapi import BINARY, ERROR_RESPONSES, multipart
 from app.schemas import Page
 from app.storage import get_storage
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=DatasetRead,

@@ -1,10 +1,9 @@
 """Dataset schemas."""
 
-from datetime import datetime
 
 from pydantic import ConfigDict
 
-from app.schemas import ErrorInfo, Out
+from app.schemas import ErrorInfo, Out, Stamp
 
 
 class DatasetRead(Out):
@@ -25,7 +24,7 @@ class DatasetRead(Out):
     classes: list[str] | None
     class_counts: dict[str, int] | None
     splits: dict[str, int] | None
-    created_at: datetime
+    created_at: Stamp
 
     @classmethod
     def of(cls, ds) -> "DatasetRead":  # noqa: ANN001

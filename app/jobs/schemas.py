@@ -1,12 +1,11 @@
 """Job schemas."""
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from app.models import Job
-from app.schemas import Out
+from app.schemas import Out, Stamp
 
 
 class JobError(BaseModel):
@@ -45,10 +44,10 @@ class JobRead(Out):
     latest_metrics: dict[str, Any] | None
     model_id: str | None
     error: JobError | None
-    cancel_requested_at: datetime | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    cancel_requested_at: Stamp | None
+    created_at: Stamp
+    started_at: Stamp | None
+    finished_at: Stamp | None
 
     @classmethod
     def of(cls, job: Job) -> "JobRead":
@@ -70,7 +69,7 @@ class EventRead(Out):
     type: str
     message: str | None
     data: dict[str, Any] | None
-    created_at: datetime
+    created_at: Stamp
 
 
 class MetricRead(Out):

@@ -1,11 +1,12 @@
 """Job rules: create (validate, resolve weights, store, then enqueue), read, list, cancel, delete."""
 
 import logging
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app import quotas
+from app import pg, quotas
 from app.basemodels.service import imagenet_weights
 from app.config import get_settings
 from app.datasets.service import get_dataset
@@ -24,30 +25,38 @@ from app.pagination import page
 log = logging.getLogger(__name__)
 
 
-def resolve_weights(*, session: Session, tenant: str, spec: JobSpec) -> str | None:
-    """The bm_… or model_… id a job starts from (None: random init), or 422 weights_unavailable."""
-    arch, weights = spec.base_model.arch, spec.base_model.weights
-    if weights == "none":
+def weights_kind(spec: JobSpec) -> str:
+    """Where a job's weights come from: none, imagenet, base (an uploaded bm_…) or model (a previous job's)."""
+    weights = spec.base_model.weights
+    if weights in ("none", "imagenet"):
+        return weights
+    return "base" if weights.startswith("bm_") else "model"
+
+
+def check_weights(*, tenant: str, spec: JobSpec, row: Any) -> str | None:
+    """The weights' id, given their row (id, tenant, arch; None when absent), or 422 weights_unavailable."""
+    arch, weights, kind = spec.base_model.arch, spec.base_model.weights, weights_kind(spec)
+    if kind == "none":
         return None
-    if weights == "imagenet":
-        row = imagenet_weights(session=session, arch=arch)
+    if kind == "imagenet":
         if row is None:
             raise Invalid(f"no ImageNet weights imported for {arch}; run `taas weights import {arch}`",
                           code="weights_unavailable", details={"arch": arch})
         return row.id
-    if weights.startswith("bm_"):
-        bm = session.get(BaseWeights, weights)
-        if bm is None or bm.tenant not in (None, tenant):
-            raise Invalid(f"base model {weights} not found", code="weights_unavailable")
-        if bm.arch != arch:
-            raise Invalid(f"base model {weights} is a {bm.arch}, not a {arch}", code="invalid_combination")
-        return bm.id
-    model = session.get(Model, weights)
-    if model is None or model.tenant != tenant:
-        raise Invalid(f"model {weights} not found", code="weights_unavailable")
-    if model.arch != arch:
-        raise Invalid(f"model {weights} is a {model.arch}, not a {arch}", code="invalid_combination")
-    return model.id
+    what = "base model" if kind == "base" else "model"
+    if row is None or row.tenant not in ((None, tenant) if kind == "base" else (tenant,)):
+        raise Invalid(f"{what} {weights} not found", code="weights_unavailable")
+    if row.arch != arch:
+        raise Invalid(f"{what} {weights} is a {row.arch}, not a {arch}", code="invalid_combination")
+    return row.id
+
+
+def resolve_weights(*, session: Session, tenant: str, spec: JobSpec) -> str | None:
+    """The bm_… or model_… id a job starts from (None: random init), or 422 weights_unavailable."""
+    kind, weights = weights_kind(spec), spec.base_model.weights
+    row = (None if kind == "none" else imagenet_weights(session=session, arch=spec.base_model.arch)
+           if kind == "imagenet" else session.get(BaseWeights if kind == "base" else Model, weights))
+    return check_weights(tenant=tenant, spec=spec, row=row)
 
 
 def check_spec(spec: JobSpec) -> None:
@@ -73,9 +82,35 @@ def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:
     """Validate like create_job and return the resolved spec and the plan, queueing nothing."""
     check_spec(spec)
     ds = get_dataset(session=session, tenant=tenant, dataset_id=spec.dataset_id)
-    weights_id = resolve_weights(session=session, tenant=tenant, spec=spec)
-    return {"spec": spec.model_dump(mode="json"), "weights_id": weights_id, "dataset_status": ds.status,
-            "plan": plan(spec, num_classes=len(ds.classes or []) or 2)}
+    return dry_run_result(spec, resolve_weights(session=session, tenant=tenant, spec=spec), ds.status, ds.classes)
+
+
+def dry_run_result(spec: JobSpec, weights_id: str | None, dataset_status: str, classes: list | None) -> dict:
+    return {"spec": spec.model_dump(mode="json"), "weights_id": weights_id, "dataset_status": dataset_status,
+            "plan": plan(spec, num_classes=len(classes or []) or 2)}
+
+
+# dry_run() on PostgreSQL: the dataset and the weights in one statement (app.pg), on the event loop.
+_WEIGHTS_SQL = {"imagenet": "SELECT id, tenant, arch FROM base_models WHERE arch = $3 AND source = 'imagenet' "
+                            "AND tenant IS NULL ORDER BY id DESC LIMIT 1",
+                "base": "SELECT id, tenant, arch FROM base_models WHERE id = $3",
+                "model": "SELECT id, tenant, arch FROM models WHERE id = $3"}
+_DRY_RUN_SQL = {kind: "SELECT d.status, d.classes, w.id AS w_id, w.tenant AS w_tenant, w.arch AS w_arch "
+                      f"FROM datasets d LEFT JOIN LATERAL ({sql}) w ON true WHERE d.id = $1 AND d.tenant = $2"
+                for kind, sql in _WEIGHTS_SQL.items()}
+_DRY_RUN_SQL["none"] = "SELECT status, classes, NULL::text AS w_id FROM datasets WHERE id = $1 AND tenant = $2"
+
+
+async def dry_run_async(*, tenant: str, spec: JobSpec) -> dict:
+    """dry_run() through app.pg: the same checks, in the same order, from one round trip."""
+    check_spec(spec)
+    kind = weights_kind(spec)
+    args = [] if kind == "none" else [spec.base_model.arch if kind == "imagenet" else spec.base_model.weights]
+    row = await pg.fetchrow(_DRY_RUN_SQL[kind], spec.dataset_id, tenant, *args)
+    if row is None:
+        raise NotFound(f"dataset {spec.dataset_id} not found", code="dataset_not_found")
+    weights = None if row["w_id"] is None else pg.Attrs(row, prefix="w_")
+    return dry_run_result(spec, check_weights(tenant=tenant, spec=spec, row=weights), row["status"], row["classes"])
 
 
 def create_job(*, session: Session, tenant: str, spec: JobSpec) -> Job:
@@ -105,6 +140,11 @@ def get_job(*, session: Session, tenant: str, job_id: str) -> Job:
     if job is None or job.tenant != tenant:
         raise NotFound(f"job {job_id} not found", code="job_not_found")
     return job
+
+
+JOB_COLUMNS = ("id, status, dataset_id, spec, attempt, progress_epoch, epochs, latest_metrics, model_id, error_code, "
+               "error_message, cancel_requested_at, created_at, started_at, finished_at")
+JOB_OF_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $2 AND tenant = k.tenant"  # for KeyCheck.fetch
 
 
 def list_jobs(*, session: Session, tenant: str, status: JobStatus | None, limit: int, after: str | None

@@ -1,15 +1,15 @@
 """Key routes, for admins of a tenant."""
 
-from datetime import datetime
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import Admin, SessionDep
 from app.keys import service
-from app.schemas import Out
+from app.openapi import ERROR_RESPONSES
+from app.schemas import Out, Stamp
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=ERROR_RESPONSES)
 
 
 _KEY = {"id": "key_01jdr0a1b2c3d4e5f6g7h8j9k0", "tenant": "acme", "name": "ci", "prefix": "k3x9q2",
@@ -31,8 +31,8 @@ class KeyRead(Out):
     name: str | None
     prefix: str
     scopes: list[str]
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Stamp
+    revoked_at: Stamp | None
 
 
 class KeyCreated(KeyRead):

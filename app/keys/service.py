@@ -4,10 +4,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import pg
 from app.config import get_settings
 from app.domain.ids import new_id
 from app.errors import Invalid, NotFound, Unauthorized
@@ -59,15 +61,43 @@ def create_key(*, session: Session, tenant: str, scopes: list[str], name: str | 
     return row, plaintext
 
 
-def authenticate(*, session: Session, key: str) -> Principal:
-    """One indexed lookup by prefix and one constant-time compare."""
+def key_prefix(key: str) -> str:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "taas" or not parts[1] or not parts[2]:
         raise Unauthorized("malformed API key", code="invalid_api_key")
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).first()
-    if row is None or not hmac.compare_digest(row.hmac, _digest(key)) or row.revoked_at is not None:
+    return parts[1]
+
+
+def verify_key(key: str, found: Any) -> Principal:
+    """found: the key's row (ORM object or a record with the same fields), or None."""
+    if found is None or not hmac.compare_digest(found.hmac, _digest(key)) or found.revoked_at is not None:
         raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
-    return Principal(tenant=row.tenant, scopes=frozenset(row.scopes), key_id=row.id)
+    return Principal(tenant=found.tenant, scopes=frozenset(found.scopes), key_id=found.id)
+
+
+def authenticate(*, session: Session, key: str) -> Principal:
+    """One indexed lookup by prefix and one constant-time compare."""
+    prefix = key_prefix(key)
+    return verify_key(key, session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first())
+
+
+KEY_BY_PREFIX = "SELECT id, tenant, scopes, hmac, revoked_at FROM api_keys WHERE prefix = $1 LIMIT 1"
+KEY_PREFIX = "key__"  # the key's columns in key_and()'s rows: key__id, key__tenant, …
+
+
+def key_and(resource_sql: str) -> str:
+    """One statement for a key and a resource of its tenant: the key's row by prefix ($1), with the resource's
+    columns beside it (NULL when the resource is absent or another tenant's). resource_sql may use k.tenant."""
+    return (f"SELECT k.id AS {KEY_PREFIX}id, k.tenant AS {KEY_PREFIX}tenant, k.scopes AS {KEY_PREFIX}scopes, "
+            f"k.hmac AS {KEY_PREFIX}hmac, k.revoked_at AS {KEY_PREFIX}revoked_at, r.* FROM api_keys k "
+            f"LEFT JOIN LATERAL ({resource_sql}) r ON true WHERE k.prefix = $1")
+
+
+async def authenticate_async(key: str) -> Principal:
+    """authenticate() on PostgreSQL through app.pg: the same lookup as one prepared statement, on the event loop."""
+    prefix = key_prefix(key)
+    row = await pg.fetchrow(KEY_BY_PREFIX, prefix)
+    return verify_key(key, None if row is None else pg.Attrs(row))
 
 
 def list_keys(*, session: Session, tenant: str) -> list[ApiKey]:

@@ -21,10 +21,10 @@ from app.models_api.params import (
 )
 from app.models_api.predict import predict
 from app.models_api.schemas import MODEL_EXAMPLE, ModelRead, PredictRead
-from app.openapi import errors
+from app.openapi import ERROR_RESPONSES, errors
 from app.schemas import Page
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=Page[ModelRead], summary="List models, newest first", responses=errors())

@@ -1,12 +1,11 @@
 """Model schemas."""
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Artifact, Model
-from app.schemas import Out
+from app.schemas import Out, Stamp
 
 _PREP = {"resize": 224, "crop": 224, "interpolation": "bicubic", "mean": [0.485, 0.456, 0.406],
          "std": [0.229, 0.224, 0.225], "rgb": True, "exif_transpose": True}
@@ -50,7 +49,7 @@ class ModelRead(Out):
     lineage: dict[str, Any]
     config: dict[str, Any]
     artifacts: list[ArtifactRead]
-    created_at: datetime
+    created_at: Stamp
 
     @classmethod
     def of(cls, m: Model, artifacts: list[Artifact]) -> "ModelRead":

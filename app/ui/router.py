@@ -53,7 +53,7 @@ class _Static(StaticFiles):
 
 def mount(app: FastAPI) -> None:
     """Add the page's route and its static files to the app."""
-    app.include_router(router)
+    app.router.routes.extend(router.routes)  # as app.main.add_routes does
     files = _Static(directory=STATIC)
     files.route = Mount(PREFIX, app=files, name="ui")
     app.router.routes.append(files.route)

@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 
 from app.deps import Admin, IdempotencyKey, Reader, SessionDep
 from app.idempotency import body_hash, run_idempotent
-from app.openapi import errors
+from app.openapi import ERROR_RESPONSES, errors
 from app.schemas import Page
 from app.webhooks import service
 from app.webhooks.schemas import DeliveryRead, WebhookCreate, WebhookCreated, WebhookRead
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=WebhookCreated,

@@ -1,12 +1,11 @@
 """Webhook schemas: endpoints (the secret only in the creation answer) and their delivery log."""
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.schemas import Out
+from app.schemas import Out, Stamp
 
 
 class WebhookEvent(StrEnum):
@@ -44,7 +43,7 @@ class WebhookRead(Out):
     id: str = Field(examples=["wh_01jdr2a4c6e8g0j2l4n6q8s0u2"])
     url: str
     events: list[WebhookEvent]
-    created_at: datetime
+    created_at: Stamp
 
 
 class WebhookCreated(WebhookRead):
@@ -70,9 +69,9 @@ class DeliveryRead(Out):
     job_id: str | None
     status: DeliveryStatus
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: Stamp | None
     last_status_code: int | None
     last_error: str | None
     payload: dict[str, Any]
-    created_at: datetime
-    delivered_at: datetime | None
+    created_at: Stamp
+    delivered_at: Stamp | None
