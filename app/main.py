@@ -148,6 +148,9 @@ def create_app() -> FastAPI:
     app.add_middleware(observability.ObserveRequests)  # outside the body cap: a refused request is timed too
     add_routes(app, observability.router)  # /metrics and /readyz, outside the public OpenAPI document
     ui.mount(app)  # the dashboard: GET / and its files under /ui/, outside the OpenAPI document
+    # FastAPI put its docs routes first; a request is matched in order, so they go last (no path overlaps).
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) in docs)  # stable: the rest keep order
     if get_settings().cors_origins:  # added last, so outermost: preflights never reach auth or the body cap
         app.add_middleware(CORSMiddleware, **cors_options(get_settings().cors_origins))
 
