@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None  # default: SQLite under data_dir
     # Connections per API process for the async reads (app/pg.py); each is held for one statement. PostgreSQL's
-    # max_connections must cover this plus the ORM pool (up to 30) for every API process, and the workers' none.
+    # max_connections must cover this plus the ORM pool (up to 30) for every API process (workers never connect).
     read_pool_size: int = Field(16, ge=1)
     broker_url: str | None = None  # default: kombu filesystem:// under data_dir
     queue_name: str = "taas"
