@@ -11,7 +11,7 @@ from app import pg
 from app.config import get_settings
 from app.db import get_db, get_read_sessionmaker
 from app.errors import Forbidden, Unauthorized
-from app.keys.service import KEY_PREFIX, Principal, authenticate, authenticate_async, key_and, key_prefix, verify_key
+from app.keys.service import KEY_PREFIX, Principal, authenticate, authenticate_async, key_prefix, verify_key
 
 SessionDep = Annotated[Session, Depends(get_db)]
 
@@ -64,10 +64,9 @@ class KeyCheck:
     def __init__(self, key: str, scope: str):
         self.key, self.scope = key, scope
 
-    async def fetch(self, resource_sql: str, *args: Any) -> tuple[Principal, Any]:
-        """PostgreSQL: (the caller, the resource's row or None). resource_sql selects the resource's columns and
-        may use `k.tenant` (the key's tenant) and $2, $3, … (args); $1 is the key's prefix."""
-        row = await pg.fetchrow(key_and(resource_sql), key_prefix(self.key), *args)
+    async def fetch(self, statement: pg.Coalesced, arg: str) -> tuple[Principal, Any]:
+        """PostgreSQL: (the caller, the resource's row or None), statement made by app.keys.service.key_and."""
+        row = await statement.fetchrow(key_prefix(self.key), arg)
         found = None if row is None else pg.Attrs(row, prefix=KEY_PREFIX)
         p = _check_scope(verify_key(self.key, found), self.scope)
         return p, (row if row is not None and row["id"] is not None else None)

@@ -12,6 +12,7 @@ closed by the app's lifespan. SQLite (the embedded default) has no async path: c
 worker thread, so `enabled()` decides."""
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -76,22 +77,97 @@ _GONE = (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresCo
          asyncpg.exceptions.OperatorInterventionError, ConnectionError, OSError)
 
 
-async def fetchrow(query: str, *args: Any) -> asyncpg.Record | None:
-    """One row (or None) from one prepared statement, in autocommit."""
+async def _run(method: str, query: str, *args: Any) -> Any:
     p = await pool()
     for attempt in (1, 2):
         conn = await p.acquire()
         try:
-            return await conn.fetchrow(query, *args)
+            return await getattr(conn, method)(query, *args)
         except _GONE as exc:
-            conn.terminate()  # never back into the pool
+            with contextlib.suppress(asyncpg.InterfaceError):  # the pool may have taken a closed one back already
+                conn.terminate()  # never back into the pool
             await p.expire_connections()
             if attempt == 2:
                 raise
             log.warning("a pooled read connection was gone (%s); reading again on a fresh one", type(exc).__name__)
         finally:
-            await p.release(conn)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await p.release(conn)
     raise AssertionError("unreachable")
+
+
+async def fetchrow(query: str, *args: Any) -> asyncpg.Record | None:
+    """One row (or None) from one prepared statement, in autocommit."""
+    return await _run("fetchrow", query, *args)
+
+
+async def fetch(query: str, *args: Any) -> list[asyncpg.Record]:
+    """Every row of one prepared statement, in autocommit."""
+    return await _run("fetch", query, *args)
+
+
+class Coalesced:
+    """One read that requests arriving together share: one statement and one round trip for all of them.
+
+    Under load uvicorn starts several requests in the same pass of the event loop; each asks for its row here,
+    and the first schedules a flush for the loop's next pass, by which time the others have asked too. The flush
+    sends every request's arguments as arrays (`unnest($1::text[], …) WITH ORDINALITY AS q(…, i)`), and each
+    request gets the row whose `i` is its position (None without one). Alone, a request costs what a plain
+    statement does; sixteen at once cost one round trip instead of sixteen, on both sides of the connection.
+    Every request still reads the database after it arrived: nothing is cached or reused between batches.
+
+    A statement that fails for one request's values (PostgreSQL refusing a NUL byte, say) is run again for each
+    request alone, so that every request gets its own answer."""
+
+    def __init__(self, query: str):
+        self.query = query  # arrays $1, $2, … (one per argument), rows carrying their ordinal as `i`
+        self._batches: dict[asyncio.AbstractEventLoop, list[tuple[tuple[Any, ...], asyncio.Future]]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self.statements = 0  # sent so far (a test's, or a curious operator's, measure of the coalescing)
+
+    async def fetchrow(self, *args: Any) -> asyncpg.Record | None:
+        loop = asyncio.get_running_loop()
+        batch = self._batches.get(loop)
+        if batch is None:
+            batch = self._batches[loop] = []
+            loop.call_soon(self._flush, loop)
+        fut = loop.create_future()
+        batch.append((args, fut))
+        return await fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._answer(self._batches.pop(loop)))
+        self._tasks.add(task)  # a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, batch: list[tuple[tuple[Any, ...], asyncio.Future]]) -> None:
+        waiting = [(args, fut) for args, fut in batch if not fut.done()]  # a cancelled request asks nothing
+        if not waiting:
+            return
+        try:
+            try:
+                self.statements += 1
+                rows = await fetch(self.query, *(list(column) for column in zip(*(a for a, _ in waiting), strict=True)))
+                results = [None] * len(waiting)
+                for row in rows:
+                    results[row["i"] - 1] = row
+            except asyncpg.PostgresError:
+                if len(waiting) == 1:
+                    raise
+                for args, fut in waiting:  # one request's values spoilt the batch: each on its own
+                    self._tasks.add(task := asyncio.ensure_future(self._answer([(args, fut)])))
+                    task.add_done_callback(self._tasks.discard)
+                return
+        except BaseException as exc:
+            for _, fut in waiting:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, fut), row in zip(waiting, results, strict=True):
+            if not fut.done():
+                fut.set_result(row)
 
 
 class Attrs:

@@ -19,6 +19,7 @@ from app.jobs import outbox
 from app.jobs.cleanup import drop_checkpoint
 from app.jobs.events import append_event
 from app.jobs.transitions import cas
+from app.keys.service import key_and
 from app.models import BaseWeights, Job, JobEvent, JobMetric, Model, utcnow
 from app.pagination import page
 
@@ -90,23 +91,25 @@ def dry_run_result(spec: JobSpec, weights_id: str | None, dataset_status: str, c
             "plan": plan(spec, num_classes=len(classes or []) or 2)}
 
 
-# dry_run() on PostgreSQL: the dataset and the weights in one statement (app.pg), on the event loop.
-_WEIGHTS_SQL = {"imagenet": "SELECT id, tenant, arch FROM base_models WHERE arch = $3 AND source = 'imagenet' "
+# dry_run() on PostgreSQL: the dataset and the weights in one statement (app.pg), on the event loop, coalesced with
+# the dry runs that arrive at the same moment.
+_WEIGHTS_SQL = {"imagenet": "SELECT id, tenant, arch FROM base_models WHERE arch = q.arg AND source = 'imagenet' "
                             "AND tenant IS NULL ORDER BY id DESC LIMIT 1",
-                "base": "SELECT id, tenant, arch FROM base_models WHERE id = $3",
-                "model": "SELECT id, tenant, arch FROM models WHERE id = $3"}
-_DRY_RUN_SQL = {kind: "SELECT d.status, d.classes, w.id AS w_id, w.tenant AS w_tenant, w.arch AS w_arch "
-                      f"FROM datasets d LEFT JOIN LATERAL ({sql}) w ON true WHERE d.id = $1 AND d.tenant = $2"
-                for kind, sql in _WEIGHTS_SQL.items()}
-_DRY_RUN_SQL["none"] = "SELECT status, classes, NULL::text AS w_id FROM datasets WHERE id = $1 AND tenant = $2"
+                "base": "SELECT id, tenant, arch FROM base_models WHERE id = q.arg",
+                "model": "SELECT id, tenant, arch FROM models WHERE id = q.arg",
+                "none": "SELECT NULL::text AS id, NULL::text AS tenant, NULL::text AS arch WHERE false"}
+_DRY_RUN = {kind: pg.Coalesced(
+    "SELECT q.i, d.status, d.classes, w.id AS w_id, w.tenant AS w_tenant, w.arch AS w_arch FROM unnest($1::text[], "
+    "$2::text[], $3::text[]) WITH ORDINALITY AS q(dataset, tenant, arg, i) JOIN datasets d ON d.id = q.dataset AND "
+    f"d.tenant = q.tenant LEFT JOIN LATERAL ({sql}) w ON true") for kind, sql in _WEIGHTS_SQL.items()}
 
 
 async def dry_run_async(*, tenant: str, spec: JobSpec) -> dict:
     """dry_run() through app.pg: the same checks, in the same order, from one round trip."""
     check_spec(spec)
     kind = weights_kind(spec)
-    args = [] if kind == "none" else [spec.base_model.arch if kind == "imagenet" else spec.base_model.weights]
-    row = await pg.fetchrow(_DRY_RUN_SQL[kind], spec.dataset_id, tenant, *args)
+    arg = spec.base_model.arch if kind == "imagenet" else spec.base_model.weights
+    row = await _DRY_RUN[kind].fetchrow(spec.dataset_id, tenant, arg)
     if row is None:
         raise NotFound(f"dataset {spec.dataset_id} not found", code="dataset_not_found")
     weights = None if row["w_id"] is None else pg.Attrs(row, prefix="w_")
@@ -144,7 +147,7 @@ def get_job(*, session: Session, tenant: str, job_id: str) -> Job:
 
 JOB_COLUMNS = ("id, status, dataset_id, spec, attempt, progress_epoch, epochs, latest_metrics, model_id, error_code, "
                "error_message, cancel_requested_at, created_at, started_at, finished_at")
-JOB_OF_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $2 AND tenant = k.tenant"  # for KeyCheck.fetch
+JOB_OF_KEY = key_and(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = q.arg AND tenant = k.tenant")  # KeyCheck.fetch
 
 
 def list_jobs(*, session: Session, tenant: str, status: JobStatus | None, limit: int, after: str | None

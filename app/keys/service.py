@@ -81,23 +81,26 @@ def authenticate(*, session: Session, key: str) -> Principal:
     return verify_key(key, session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first())
 
 
-KEY_BY_PREFIX = "SELECT id, tenant, scopes, hmac, revoked_at FROM api_keys WHERE prefix = $1 LIMIT 1"
-KEY_PREFIX = "key__"  # the key's columns in key_and()'s rows: key__id, key__tenant, …
+KEY_PREFIX = "key__"  # the key's columns in rows that carry a resource beside them: key__id, key__tenant, …
+_KEY_COLUMNS = ", ".join(f"k.{c} AS {KEY_PREFIX}{c}" for c in ("id", "tenant", "scopes", "hmac", "revoked_at"))
+_KEYS = pg.Coalesced(f"SELECT q.i, {_KEY_COLUMNS} FROM unnest($1::text[]) WITH ORDINALITY AS q(prefix, i) "
+                     "JOIN api_keys k ON k.prefix = q.prefix")
 
 
-def key_and(resource_sql: str) -> str:
-    """One statement for a key and a resource of its tenant: the key's row by prefix ($1), with the resource's
-    columns beside it (NULL when the resource is absent or another tenant's). resource_sql may use k.tenant."""
-    return (f"SELECT k.id AS {KEY_PREFIX}id, k.tenant AS {KEY_PREFIX}tenant, k.scopes AS {KEY_PREFIX}scopes, "
-            f"k.hmac AS {KEY_PREFIX}hmac, k.revoked_at AS {KEY_PREFIX}revoked_at, r.* FROM api_keys k "
-            f"LEFT JOIN LATERAL ({resource_sql}) r ON true WHERE k.prefix = $1")
+def key_and(resource_sql: str) -> pg.Coalesced:
+    """One statement for a key and a resource of its tenant: the key's row by prefix, with the resource's columns
+    beside it (NULL when the resource is absent or another tenant's). resource_sql selects the resource's columns
+    and may use k.tenant (the key's tenant) and q.arg (the request's argument)."""
+    return pg.Coalesced(f"SELECT q.i, {_KEY_COLUMNS}, r.* FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
+                        f"AS q(prefix, arg, i) JOIN api_keys k ON k.prefix = q.prefix "
+                        f"LEFT JOIN LATERAL ({resource_sql}) r ON true")
 
 
 async def authenticate_async(key: str) -> Principal:
-    """authenticate() on PostgreSQL through app.pg: the same lookup as one prepared statement, on the event loop."""
-    prefix = key_prefix(key)
-    row = await pg.fetchrow(KEY_BY_PREFIX, prefix)
-    return verify_key(key, None if row is None else pg.Attrs(row))
+    """authenticate() on PostgreSQL through app.pg: the same lookup, on the event loop, coalesced with the
+    lookups of requests that arrive at the same moment."""
+    row = await _KEYS.fetchrow(key_prefix(key))
+    return verify_key(key, None if row is None else pg.Attrs(row, prefix=KEY_PREFIX))
 
 
 def list_keys(*, session: Session, tenant: str) -> list[ApiKey]:

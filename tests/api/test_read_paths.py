@@ -220,3 +220,87 @@ def test_a_read_survives_the_server_closing_its_connection(backend: Backend):
     assert killed >= 1
     for _ in range(3):  # each pooled connection is gone; every read still answers
         assert error(backend.client.get("/v1/jobs/job_missing", headers=auth)) == (404, "job_not_found")
+
+
+def test_requests_arriving_together_share_one_statement_and_keep_their_own_answers(backend: Backend):
+    """Coalescing (app.pg.Coalesced): requests of several tenants, good and bad keys, one poisoned by a NUL byte
+    and one cancelled, asked in the same pass of the event loop, each get exactly their own answer."""
+    if backend.db_url is None:
+        pytest.skip("SQLite reads through the ORM, one request at a time")
+    import asyncio
+
+    import asyncpg
+
+    from app import pg
+    from app.jobs.service import JOB_OF_KEY
+    from app.keys.service import KEY_PREFIX, key_prefix
+
+    people = []
+    for _ in range(3):
+        owner = tenant()
+        auth, _ = backend.key(owner)
+        ds = dataset(owner)
+        backend.add(ds)
+        job_id = backend.client.post("/v1/jobs", headers=auth, json=spec(ds.id)).json()["id"]
+        people.append((owner, auth["Authorization"].removeprefix("Bearer "), job_id))
+    asks = []  # (prefix, job id, expected key tenant or None, expected job id or None)
+    for owner, key, job_id in people:
+        asks.append((key_prefix(key), job_id, owner, job_id))  # its own job
+        for _, _, other_job in people:
+            if other_job != job_id:
+                asks.append((key_prefix(key), other_job, owner, None))  # another tenant's: no row beside the key
+    asks.append(("000000000000", people[0][2], None, None))  # no such key
+
+    async def ask() -> None:
+        try:
+            before = JOB_OF_KEY.statements
+            got = await asyncio.gather(*(JOB_OF_KEY.fetchrow(p, j) for p, j, _, _ in asks))
+            assert JOB_OF_KEY.statements == before + 1  # all of them, one statement
+            for (_, _, owner, job_id), row in zip(asks, got, strict=True):
+                assert (row and row[f"{KEY_PREFIX}tenant"]) == owner
+                assert (row and row["id"]) == job_id
+            # A NUL byte spoils the statement: the batch is answered request by request.
+            good, bad = asks[0], ("000000000000", "job_\x00")
+            results = await asyncio.gather(JOB_OF_KEY.fetchrow(*good[:2]), JOB_OF_KEY.fetchrow(*bad),
+                                           JOB_OF_KEY.fetchrow(*good[:2]), return_exceptions=True)
+            assert results[0]["id"] == results[2]["id"] == good[3]
+            assert isinstance(results[1], asyncpg.DataError)
+            # A request cancelled while it waits leaves the others their answers.
+            first = asyncio.ensure_future(JOB_OF_KEY.fetchrow(*good[:2]))
+            doomed = asyncio.ensure_future(JOB_OF_KEY.fetchrow(*good[:2]))
+            await asyncio.sleep(0)  # both have asked
+            doomed.cancel()
+            assert (await first)["id"] == good[3]
+        finally:
+            await pg.close()
+
+    asyncio.run(ask())
+
+
+def test_concurrent_requests_of_many_tenants_each_see_their_own(backend: Backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    people = []
+    for _ in range(4):
+        owner = tenant()
+        auth, _ = backend.key(owner)
+        ds = dataset(owner)
+        backend.add(ds)
+        people.append((auth, backend.client.post("/v1/jobs", headers=auth, json=spec(ds.id)).json()["id"]))
+    bad = {"Authorization": "Bearer taas_000000000000_nope"}
+
+    def one(n: int) -> tuple[int, int, str | None]:
+        auth, job_id = people[n % 4]
+        target = people[(n // 4) % 4][1]
+        resp = backend.client.get(f"/v1/jobs/{target}", headers=bad if n % 7 == 0 else auth)
+        return n, resp.status_code, resp.json().get("id")
+
+    with ThreadPoolExecutor(16) as pool:
+        for n, status, got in pool.map(one, range(160)):
+            mine = people[n % 4][1] == people[(n // 4) % 4][1]
+            if n % 7 == 0:
+                assert status == 401
+            elif mine:
+                assert (status, got) == (200, people[n % 4][1])
+            else:
+                assert status == 404
