@@ -32,8 +32,13 @@ def get_arch(name: str) -> dict | None:
 
 def block_group_names(arch: str) -> list[str]:
     """Block group names in forward order (the last is `head`); empty for an unknown arch."""
+    return list(_group_names(arch))
+
+
+@cache
+def _group_names(arch: str) -> tuple[str, ...]:  # a plan asks for them once per epoch
     entry = get_arch(arch)
-    return [g["name"] for g in entry["block_groups"]] if entry else []
+    return tuple(g["name"] for g in entry["block_groups"]) if entry else ()
 
 
 def head_param_count(arch: str, num_classes: int) -> int:

@@ -4,6 +4,7 @@ The worker follows the same functions (`frozen_count`, `group_learning_rates`), 
 the schedule a job runs.
 """
 
+from functools import cache
 from typing import Any
 
 from app.domain import catalog
@@ -21,12 +22,17 @@ HEAD = "head"
 
 def backbone_groups(spec: JobSpec) -> list[str]:
     """The block groups before the head, in forward order."""
-    return [n for n in catalog.block_group_names(spec.base_model.arch) if n != HEAD]
+    return list(_backbone(spec.base_model.arch))
+
+
+@cache
+def _backbone(arch: str) -> tuple[str, ...]:
+    return tuple(n for n in catalog.block_group_names(arch) if n != HEAD)
 
 
 def frozen_count(spec: JobSpec, epoch: int) -> int:
     """How many leading backbone groups are frozen in `epoch` (1-based); every policy freezes a prefix."""
-    groups = backbone_groups(spec)
+    groups = _backbone(spec.base_model.arch)
     policy = spec.freeze.policy
     if policy == FreezePolicy.none:
         return 0
