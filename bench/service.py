@@ -630,8 +630,9 @@ def notes_for(lines: list[dict], m: dict, quick: bool) -> list[str]:
         "join the dataset's statement: a wrong key must be refused (401) before the body is validated, and "
         "FastAPI validates the body after the dependencies. Its route no longer takes the session dependency "
         "(whose setup and teardown cost about as much as the dry run's own work; a submit opens its session in "
-        "its worker thread). In this session's quick runs the dry run read 25% to 35% of bare, the GET 42% to "
-        "49%; the bare endpoint itself moved between 7,100 and 13,200 req/s from round to round.",
+        "its worker thread). In the quick runs made while changing this (2026-11-28) the dry run read 25% to 35% of "
+        "bare and the GET 42% to 49%; the bare endpoint itself moved between 7,100 and 13,200 req/s from round "
+        "to round.",
         f"Queue to start: submit is the client's clock before `POST /v1/jobs`, claim is the `running` event's "
         "timestamp. Each job (MobileNetV3-small, 1 epoch on 12 images of 8 px) is cancelled once claimed unless "
         f"it finishes first, and the next is submitted {PAUSE_S * 1000:.0f} ms after the worker reported the "
