@@ -27,7 +27,8 @@ class RouteInfo:
     @property
     def scope(self) -> str | None:
         """The scope its require() dependency demands (app.deps marks it), None when there is none."""
-        return _scope(self.route.dependant)
+        # A route that checks the key itself (app.deps.demands) carries its scope; the rest declare it.
+        return getattr(self.route.endpoint, "required_scope", None) or _scope(self.route.dependant)
 
     @property
     def has_body(self) -> bool:
