@@ -64,7 +64,7 @@ RETRY_EVERY = 10  # every 10th post repeats the previous one verbatim
 PAUSE_S = 0.25  # between one queue sample and the next, after the worker reported the previous one finished
 TERMINAL = ("succeeded", "failed", "cancelled")
 
-FULL = {"seconds": 10.0, "warmup": 3.0, "rounds": 2, "queue_jobs": 100, "upload_mib": 500, "ingest_jobs": 3,
+FULL = {"seconds": 10.0, "warmup": 3.0, "rounds": 3, "queue_jobs": 100, "upload_mib": 500, "ingest_jobs": 3,
         "decode_images": 3000}
 QUICK = {"seconds": 3.0, "warmup": 1.0, "rounds": 1, "queue_jobs": 6, "upload_mib": 24, "ingest_jobs": 1,
          "decode_images": 300}
@@ -604,7 +604,9 @@ def notes_for(lines: list[dict], m: dict, quick: bool) -> list[str]:
         "PostgreSQL, Redis and whatever else runs there (other people's tests, here); load average "
         f"{m['machine']['loadavg_start'][0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end. Absolute "
         "figures drift with that load; each ratio compares runs taken in the same conditions (API and ingest "
-        "rounds interleaved with their baselines, queue samples alternating with raw Celery pings).",
+        "rounds interleaved with their baselines, queue samples alternating with raw Celery pings). Each API and "
+        f"ingest figure is the median of {len(get['service']['rounds'])} rounds, so one round slowed by something "
+        "else on the machine does not move it; every round is in bench/results/latest.json.",
         f"API: the GET costs {get['service']['server_cpu_ms_per_req']:.2f} ms of API CPU per request and the dry "
         f"run {dry['service']['server_cpu_ms_per_req']:.2f} ms, against {bare['server_cpu_ms_per_req']:.2f} ms for "
         f"the bare endpoint ({bare['sync_endpoint']['server_cpu_ms_per_req']:.2f} ms and "
