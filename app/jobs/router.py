@@ -15,7 +15,7 @@ from app.domain.states import JobStatus
 from app.errors import NotFound
 from app.idempotency import body_hash, run_idempotent
 from app.jobs import service, stream
-from app.jobs.schemas import EventPage, EventRead, JobRead, MetricList, MetricRead
+from app.jobs.schemas import EventPage, EventRead, JobRead, MetricList, MetricRead, job_json
 from app.openapi import ERROR_RESPONSES
 from app.schemas import Page
 
@@ -72,10 +72,10 @@ async def get_job(job_id: str, request: Request) -> Response:
         _, row = await key.fetch(service.JOB_OF_KEY, job_id)
         if row is None:
             raise NotFound(f"job {job_id} not found", code="job_not_found")
-        job = JobRead.of(pg.Attrs(row))
+        body = job_json(pg.Attrs(row))
     else:
-        job = await run_in_threadpool(_get_job_sync, (await key.principal()).tenant, job_id)
-    return Response(job.model_dump_json(), media_type="application/json")
+        body = (await run_in_threadpool(_get_job_sync, (await key.principal()).tenant, job_id)).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 def _get_job_sync(tenant: str, job_id: str) -> JobRead:
