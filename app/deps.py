@@ -29,13 +29,17 @@ def _authenticate_sync(key: str) -> Principal:
         return authenticate(session=session, key=key)
 
 
-async def principal(request: Request) -> Principal:
-    """The authenticated caller. PostgreSQL: one prepared statement on the event loop (app.pg), no worker thread
-    and no ORM; SQLite: the ORM lookup in a worker thread, in a transaction of its own that ends at once."""
-    key = _bearer(request)
+async def _authenticate(key: str) -> Principal:
+    """PostgreSQL: one prepared statement on the event loop (app.pg), no worker thread and no ORM; SQLite: the ORM
+    lookup in a worker thread, in a transaction of its own that ends at once."""
     if pg.enabled():
         return await authenticate_async(key)
     return await run_in_threadpool(_authenticate_sync, key)
+
+
+async def principal(request: Request) -> Principal:
+    """The authenticated caller."""
+    return await _authenticate(_bearer(request))
 
 
 def require(scope: str):
@@ -80,11 +84,7 @@ class KeyCheck:
 
     async def principal(self) -> Principal:
         """SQLite (or a read that needs the caller first): the usual lookup."""
-        if pg.enabled():
-            p = await authenticate_async(self.key)
-        else:
-            p = await run_in_threadpool(_authenticate_sync, self.key)
-        return _check_scope(p, self.scope)
+        return _check_scope(await _authenticate(self.key), self.scope)
 
 
 def demands(scope: str):

@@ -77,12 +77,13 @@ _GONE = (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresCo
          asyncpg.exceptions.OperatorInterventionError, ConnectionError, OSError)
 
 
-async def _run(method: str, query: str, *args: Any) -> Any:
+async def fetch(query: str, *args: Any) -> list[asyncpg.Record]:
+    """Every row of one prepared statement, in autocommit."""
     p = await pool()
     for attempt in (1, 2):
         conn = await p.acquire()
         try:
-            return await getattr(conn, method)(query, *args)
+            return await conn.fetch(query, *args)
         except _GONE as exc:
             with contextlib.suppress(asyncpg.InterfaceError):  # the pool may have taken a closed one back already
                 conn.terminate()  # never back into the pool
@@ -94,16 +95,6 @@ async def _run(method: str, query: str, *args: Any) -> Any:
             with contextlib.suppress(asyncpg.InterfaceError):
                 await p.release(conn)
     raise AssertionError("unreachable")
-
-
-async def fetchrow(query: str, *args: Any) -> asyncpg.Record | None:
-    """One row (or None) from one prepared statement, in autocommit."""
-    return await _run("fetchrow", query, *args)
-
-
-async def fetch(query: str, *args: Any) -> list[asyncpg.Record]:
-    """Every row of one prepared statement, in autocommit."""
-    return await _run("fetch", query, *args)
 
 
 class Coalesced:

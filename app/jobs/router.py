@@ -64,9 +64,9 @@ def list_jobs(principal: Reader, session: SessionDep, status: JobStatus | None =
 @router.get("/{job_id}", response_model=JobRead, summary="Get a job")
 @demands("read")
 async def get_job(job_id: str, request: Request) -> Response:
-    # The hottest read (dashboards poll it): async, serialised once by JobRead rather than validated again by
-    # FastAPI. PostgreSQL: the key and the job in one statement on the event loop, coalesced with the requests
-    # that arrive with it; SQLite: the ORM in a worker thread.
+    # The hottest read (dashboards poll it): async, its JSON written once (job_json, JobRead's document) rather
+    # than validated again by FastAPI. PostgreSQL: the key and the job in one statement on the event loop,
+    # coalesced with the requests that arrive with it; SQLite: the ORM in a worker thread.
     key = KeyCheck.of(request, "read")
     if pg.enabled():
         _, row = await key.fetch(service.JOB_OF_KEY, job_id)

@@ -99,6 +99,15 @@ def dry(b: Backend, auth: dict[str, str], body: dict):  # noqa: ANN201
     return b.client.post("/v1/jobs", params={"dry_run": "true"}, headers=auth, json=body)
 
 
+def tenant_with_job(b: Backend) -> tuple[str, dict[str, str], str]:
+    """A fresh tenant with a key, a ready dataset and a queued job: (tenant, auth headers, job id)."""
+    owner = tenant()
+    auth, _ = b.key(owner)
+    ds = dataset(owner)
+    b.add(ds)
+    return owner, auth, b.client.post("/v1/jobs", headers=auth, json=spec(ds.id)).json()["id"]
+
+
 def error(resp) -> tuple[int, str]:  # noqa: ANN001
     return resp.status_code, resp.json()["error"]["code"]
 
@@ -235,14 +244,8 @@ def test_requests_arriving_together_share_one_statement_and_keep_their_own_answe
     from app.jobs.service import JOB_OF_KEY
     from app.keys.service import KEY_PREFIX, key_prefix
 
-    people = []
-    for _ in range(3):
-        owner = tenant()
-        auth, _ = backend.key(owner)
-        ds = dataset(owner)
-        backend.add(ds)
-        job_id = backend.client.post("/v1/jobs", headers=auth, json=spec(ds.id)).json()["id"]
-        people.append((owner, auth["Authorization"].removeprefix("Bearer "), job_id))
+    people = [(owner, auth["Authorization"].removeprefix("Bearer "), job_id)
+              for owner, auth, job_id in (tenant_with_job(backend) for _ in range(3))]
     asks = []  # (prefix, job id, expected key tenant or None, expected job id or None)
     for owner, key, job_id in people:
         asks.append((key_prefix(key), job_id, owner, job_id))  # its own job
@@ -280,13 +283,7 @@ def test_requests_arriving_together_share_one_statement_and_keep_their_own_answe
 def test_concurrent_requests_of_many_tenants_each_see_their_own(backend: Backend):
     from concurrent.futures import ThreadPoolExecutor
 
-    people = []
-    for _ in range(4):
-        owner = tenant()
-        auth, _ = backend.key(owner)
-        ds = dataset(owner)
-        backend.add(ds)
-        people.append((auth, backend.client.post("/v1/jobs", headers=auth, json=spec(ds.id)).json()["id"]))
+    people = [(auth, job_id) for _, auth, job_id in (tenant_with_job(backend) for _ in range(4))]
     bad = {"Authorization": "Bearer taas_000000000000_nope"}
 
     def one(n: int) -> tuple[int, int, str | None]:
