@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import get_settings
-from app.db import get_engine, get_sessionmaker, on_commit
+from app.db import READ_METHODS, get_engine, get_sessionmaker, on_commit
 from app.domain.states import JobStatus
 from app.errors import Unauthorized
 from app.models import Job, WebhookDelivery
@@ -157,9 +157,6 @@ JOB_IN_PATH = re.compile(r"/jobs/(job_[0-9a-z]{26})(?:/|$)")
 QUIET = re.compile(r"^/(internal/|metrics$|healthz$|readyz$)")  # logged at DEBUG: frequent and routine
 
 
-READS = frozenset({"GET", "HEAD"})
-
-
 @functools.lru_cache(maxsize=1024)  # method x route template x status class: a few hundred at most
 def _request_timer(method: str, route: str, status_class: int) -> Any:
     return REQUEST_SECONDS.labels(method=method, route=route, status=f"{status_class}xx")
@@ -194,7 +191,7 @@ class ObserveRequests:
                 seconds = time.perf_counter() - start
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 _request_timer(scope["method"], route, status // 100).observe(seconds)
-                quiet = QUIET.match(path) or (status < 400 and scope["method"] in READS and not self.log_all)
+                quiet = QUIET.match(path) or (status < 400 and scope["method"] in READ_METHODS and not self.log_all)
                 level = logging.DEBUG if quiet else logging.INFO
                 if logging.getLogger("taas").isEnabledFor(level):  # a line costs a fifth of a GET's CPU: only if kept
                     events.log(level, "request", method=scope["method"], path=path, route=route, status=status,
