@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.aliases import service
 from app.aliases.schemas import NAME_PATTERN, AliasHistory, AliasMoveRead, AliasPage, AliasPut, AliasRead
 from app.deps import Reader, SessionDep, Writer
+from app.domain.limits import INT4_MAX
 from app.errors import NotFound
 from app.models import Alias
 from app.models_api import service as models
@@ -78,7 +79,8 @@ def delete_alias(name: Name, principal: Writer, session: SessionDep) -> Response
             responses=errors("alias_not_found"))
 def alias_history(name: Name, principal: Reader, session: SessionDep,
                   limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                  before: Annotated[int | None, Query(ge=1, description="continue below this move id")] = None
+                  before: Annotated[int | None, Query(ge=1, le=INT4_MAX,
+                                                      description="continue below this move id")] = None
                   ) -> AliasHistory:
     rows, more = service.history(session=session, tenant=principal.tenant, name=name, limit=limit, before=before)
     return AliasHistory(data=[AliasMoveRead.model_validate(r) for r in rows], has_more=more)

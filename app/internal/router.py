@@ -1,16 +1,18 @@
 """Worker-facing routes under /internal, authenticated by the worker token; not in the public OpenAPI."""
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from app import bodies
 from app.db import get_sessionmaker
 from app.deps import SessionDep, WorkerDep
-from app.errors import Invalid, NotFound, TooLarge
+from app.domain.limits import INT4_MAX
+from app.errors import Invalid, NotFound
 from app.internal import service
 from app.jobs import outbox
 from app.models import Dataset, Job
@@ -25,12 +27,15 @@ class ClaimIn(BaseModel):
     worker: str = Field("worker", max_length=200)
 
 
+DbInt = Annotated[int, Field(ge=0, le=INT4_MAX)]
+
+
 class Fenced(BaseModel):
-    attempt: int
+    attempt: DbInt
 
 
 class MetricsIn(Fenced):
-    epoch: int
+    epoch: DbInt
     metrics: dict[str, float | None]
 
 
@@ -85,10 +90,7 @@ async def _receive(request: Request, key: str) -> BlobWriter:
     """Stream a request body into storage under key (committed atomically)."""
     writer = await anyio.to_thread.run_sync(get_storage().writer, key)
     try:
-        async for chunk in request.stream():
-            if writer.bytes + len(chunk) > MAX_ARTIFACT:
-                raise TooLarge("artifact too large")
-            await anyio.to_thread.run_sync(writer.write, chunk)
+        await bodies.stream_body(request, writer.write, cap=MAX_ARTIFACT)
         await anyio.to_thread.run_sync(writer.commit)
     except BaseException:
         await anyio.to_thread.run_sync(writer.abort)
@@ -97,7 +99,8 @@ async def _receive(request: Request, key: str) -> BlobWriter:
 
 
 @router.put("/jobs/{job_id}/artifacts/{fmt}")
-async def upload_artifact(job_id: str, fmt: str, attempt: int, request: Request, meta: str | None = None) -> dict:
+async def upload_artifact(job_id: str, fmt: str, attempt: Annotated[int, Query(ge=0, le=INT4_MAX)], request: Request,
+                          meta: str | None = None) -> dict:
     """Stream the file to storage, then record it (fenced by attempt)."""
     if fmt not in FORMATS:
         raise Invalid(f"unknown artifact format {fmt}", code="invalid_format")
@@ -121,7 +124,8 @@ def release(job_id: str, body: Fenced, session: SessionDep) -> dict:
 
 
 @router.put("/jobs/{job_id}/checkpoint")
-async def upload_checkpoint(job_id: str, attempt: int, epoch: int, request: Request) -> dict:
+async def upload_checkpoint(job_id: str, attempt: Annotated[int, Query(ge=0, le=INT4_MAX)],
+                            epoch: Annotated[int, Query(ge=0, le=INT4_MAX)], request: Request) -> dict:
     """Store a checkpoint atomically, then (same transaction) the epoch's metrics from X-Taas-Metrics."""
     raw = request.headers.get("x-taas-metrics")
     try:

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from app import pg
 from app.db import get_read_sessionmaker, get_sessionmaker
 from app.deps import IdempotencyKey, KeyCheck, Reader, SessionDep, Writer, demands
+from app.domain.limits import INT4_MAX
 from app.domain.spec import JobSpec
 from app.domain.states import JobStatus
 from app.errors import NotFound
@@ -102,8 +103,9 @@ EVENT_STREAM = {"description": "With `Accept: text/event-stream`: the events liv
 @router.get("/{job_id}/events", response_model=EventPage, summary="The job's events, oldest first; live as SSE",
             responses={200: EVENT_STREAM, 204: {"description": "Stream only: the job has finished and sent all"}})
 def list_events(job_id: str, request: Request, principal: Reader, session: SessionDep,
-                after_seq: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None) -> Any:
+                after_seq: Annotated[int, Query(ge=0, le=INT4_MAX)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=INT4_MAX)] = None) -> Any:
     if stream.wants_stream(request):
         cursor = after_seq if last_event_id is None else last_event_id  # a reconnect resumes after its last id
         return stream.open_stream(session=session, tenant=principal.tenant, job_id=job_id, after_seq=cursor)

@@ -2,11 +2,10 @@
 
 from dataclasses import dataclass
 
-import anyio
 from starlette.requests import Request
-from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget
 
+from app import bodies
 from app.errors import Invalid, TooLarge
 
 FIELD = "files"
@@ -51,32 +50,13 @@ def _display_name(raw: str | None, index: int) -> str:
 
 async def receive_images(request: Request, *, max_images: int, max_bytes: int) -> list[Upload]:
     """The uploaded files in order; 413 the moment the body passes max_bytes or brings one file too many."""
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
-        raise Invalid(f"expected multipart/form-data with one or more '{FIELD}' parts", code="invalid_upload")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise TooLarge(f"the request exceeds the {max_bytes} byte limit", details={"limit": max_bytes})
+    parser = bodies.multipart_parser(request, expected=f"one or more '{FIELD}' parts")
     target = _Files(max_images)
-    parser = StreamingFormDataParser(headers={"Content-Type": ctype})
-    parser.register(FIELD, target)
-    received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_bytes:
-                raise TooLarge(f"the request exceeds the {max_bytes} byte limit", details={"limit": max_bytes})
-            if len(chunk) > 64 * 1024:  # parsing a large chunk takes a moment: keep it off the event loop
-                await anyio.to_thread.run_sync(parser.data_received, chunk)
-            else:
-                parser.data_received(chunk)
+        await bodies.stream_multipart(request, parser, {FIELD: target}, cap=max_bytes)
     except _TooMany:
         raise TooLarge(f"at most {max_images} images per request", code="too_many_images",
                        details={"limit": max_images}) from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("streaming_form_data"):
-            raise Invalid(f"malformed multipart body: {exc}", code="invalid_upload") from None
-        raise
     if not target.files:
         raise Invalid(f"the multipart body has no '{FIELD}' part", code="invalid_upload")
     if target.finished < len(target.files):
