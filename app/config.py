@@ -1,5 +1,6 @@
 """One typed settings object; nothing else reads os.environ."""
 
+import ipaddress
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -57,7 +58,18 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(3600.0, gt=0)
     webhook_concurrency: int = Field(4, ge=1)  # attempts in flight per process
     webhook_max_endpoints: int = Field(20, ge=1)  # per tenant
-    webhook_deny_private: bool = False  # refuse URLs whose host is not a public address (SSRF); off: allow all
+    # Webhook hosts (comma-separated, case-insensitive; IP literals with or without brackets) exempt from the SSRF
+    # check, which otherwise refuses every host that is or resolves to a non-public address (loopback, private...).
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [host_key(h) for h in value if isinstance(h, str) and h.strip()]
+        return value
     # Observability
     metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
     log_level: str = "INFO"
@@ -106,6 +118,15 @@ class Settings(BaseSettings):
         if value:
             return value
         return _file_secret(self.data_dir / f".{name}")
+
+
+def host_key(host: str) -> str:
+    """A host as webhook_allow_hosts compares it: lower case, no brackets or final dot, IP literals canonical."""
+    host = host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
 
 
 _file_secrets: dict[Path, str] = {}  # read once per process: the key check asks for the pepper on every request

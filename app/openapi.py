@@ -42,8 +42,9 @@ CODES: dict[str, tuple[int, str]] = {
     "server_busy": (503, "every prediction thread and queue slot is taken; retry shortly"),
     "webhook_not_found": (404, "no such webhook endpoint for this tenant"),
     "invalid_webhook_url": (422, "the URL is not an absolute http:// or https:// URL"),
-    "webhook_url_forbidden": (422, "the host is a private, loopback or reserved address (TAAS_WEBHOOK_DENY_PRIVATE)"),
-    "webhook_url_unresolvable": (422, "the host does not resolve (checked with TAAS_WEBHOOK_DENY_PRIVATE)"),
+    "webhook_url_forbidden": (422, "the host is or resolves to a private, loopback, link-local or reserved address "
+                                   "(unless listed in TAAS_WEBHOOK_ALLOW_HOSTS); `details.address` names it"),
+    "webhook_url_unresolvable": (422, "the host does not resolve"),
     "quota_exceeded": (429, "one of the tenant's quotas is used up; `details.quota` names it"),
     "idempotency_mismatch": (409, "the Idempotency-Key was used with another request body"),
     "idempotency_in_progress": (409, "a request with this Idempotency-Key is still being answered"),

@@ -28,7 +28,7 @@ from app.config import get_settings
 from app.db import get_sessionmaker
 from app.errors import Invalid
 from app.models import WebhookDelivery, WebhookEndpoint, utcnow
-from app.webhooks.addresses import check_public_address
+from app.webhooks.addresses import IPAddress, Pinned, pin
 from app.webhooks.schemas import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -107,29 +107,44 @@ def signed_headers(c: Claimed, body: str, now: datetime) -> dict[str, str]:
 
 
 def send(client: httpx.Client, c: Claimed) -> Outcome:
-    """One attempt: POST the signed payload; never raises."""
+    """One attempt: POST the signed payload to an address checked just now; never raises.
+
+    The host is resolved once (pin) and every address checked: DNS may have changed since the endpoint was made,
+    and the request goes to a checked address (its IP literal in the URL, the name in Host and, over https, in SNI
+    and certificate verification), so the client never resolves the name again. The next checked address is
+    tried only when connecting to one fails outright (no route, refused).
+    """
     body = json.dumps(c.payload, separators=(",", ":"))
     try:
-        if get_settings().webhook_deny_private:
-            check_public_address(c.url)  # again at send time: DNS may have changed since the endpoint was made
-        with client.stream("POST", c.url, content=body.encode(), headers=signed_headers(c, body, datetime.now(UTC)),
-                           timeout=get_settings().webhook_timeout_seconds) as resp:
-            if 200 <= resp.status_code < 300:
-                return Outcome(status_code=resp.status_code)
-            head = b""
-            for chunk in resp.iter_bytes():
-                head += chunk
-                if len(head) >= MAX_RESPONSE_BYTES:
-                    break
-            text = head[:300].decode(errors="replace").strip()
-            error = f"HTTP {resp.status_code}" + (f": {text}" if text else "")
-            return Outcome(status_code=resp.status_code, error=error)
+        pinned = pin(c.url)
+        headers = signed_headers(c, body, datetime.now(UTC)) | pinned.headers
+        for address in pinned.addresses[:-1]:
+            try:
+                return _post(client, pinned, address, body.encode(), headers)
+            except httpx.ConnectError:
+                continue
+        return _post(client, pinned, pinned.addresses[-1], body.encode(), headers)
     except Invalid as exc:  # refused now (for good) or unresolvable (perhaps for a moment)
-        return Outcome(error=exc.message, permanent=exc.code == "webhook_url_forbidden")
+        return Outcome(error=exc.message, permanent=exc.code in ("webhook_url_forbidden", "invalid_webhook_url"))
     except httpx.HTTPError as exc:
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
     except Exception as exc:  # an unusable URL or secret must not stop the loop
         return Outcome(error=f"{type(exc).__name__}: {exc}"[:500], permanent=True)
+
+
+def _post(client: httpx.Client, pinned: Pinned, address: IPAddress, body: bytes, headers: dict[str, str]) -> Outcome:
+    with client.stream("POST", pinned.request_url(address), content=body, headers=headers,
+                       extensions=pinned.extensions, timeout=get_settings().webhook_timeout_seconds) as resp:
+        if 200 <= resp.status_code < 300:
+            return Outcome(status_code=resp.status_code)
+        head = b""
+        for chunk in resp.iter_bytes():
+            head += chunk
+            if len(head) >= MAX_RESPONSE_BYTES:
+                break
+        text = head[:300].decode(errors="replace").strip()
+        error = f"HTTP {resp.status_code}" + (f": {text}" if text else "")
+        return Outcome(status_code=resp.status_code, error=error)
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -177,8 +192,9 @@ def deliver_once(client: httpx.Client, pool: ThreadPoolExecutor) -> int:
 def run_forever(stop: threading.Event) -> None:
     """Deliver until stop is set: at once when woken, else every webhook_poll_seconds."""
     s = get_settings()
-    # No redirects: a receiver's 3xx is a failed attempt, never a hop to an address nobody checked.
-    with httpx.Client(follow_redirects=False) as client, \
+    # No redirects: a receiver's 3xx is a failed attempt, never a hop to an address nobody checked. No proxies from
+    # the environment either: a proxy would resolve the name itself, and verify TLS against the pinned address.
+    with httpx.Client(follow_redirects=False, trust_env=False) as client, \
             ThreadPoolExecutor(s.webhook_concurrency, thread_name_prefix="webhook-send") as pool:
         while not stop.is_set():
             _wake.clear()

@@ -36,7 +36,8 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
            "TAAS_SECRET_KEY": secrets.token_hex(16), "TAAS_WORKER_TOKEN": secrets.token_hex(16),
            "TAAS_PORT": str(port), "TAAS_API_URL": f"http://127.0.0.1:{port}", "TAAS_CACHE_DIR": str(tmp / "cache"),
            "TAAS_RUN_REAPER": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-           "TAAS_TESTING": "1", "TAAS_FAULT_SEED": str(FAULT_SEED), "TAAS_FAULT_EPOCH": "1"}
+           "TAAS_TESTING": "1", "TAAS_FAULT_SEED": str(FAULT_SEED), "TAAS_FAULT_EPOCH": "1",
+           "TAAS_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}  # the webhook receiver (loopback is refused by default)
     (tmp / "data").mkdir()
     subprocess.run(taas("weights", "import", "efficientnet_lite0"), env=env, cwd=ROOT, check=True,
                    capture_output=True)

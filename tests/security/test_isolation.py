@@ -4,6 +4,7 @@ import hashlib
 import random
 import secrets
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,6 +44,17 @@ def _key(tenant: Tenant, label: str, scopes: list[str], plaintexts: list[str]) -
         row, key = create_key(session=session, tenant=tenant.name, scopes=scopes, name=label)
     tenant.keys[label], tenant.key_ids[label] = key, row.id
     plaintexts.append(key)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def webhook_hosts(client) -> Iterator[None]:  # noqa: ANN001
+    """The endpoint made below is on 127.0.0.1: allow-listed (TAAS_WEBHOOK_ALLOW_HOSTS=127.0.0.1)."""
+    from app.config import get_settings
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(get_settings(), "webhook_allow_hosts", ["127.0.0.1"])
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="module")

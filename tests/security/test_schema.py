@@ -4,6 +4,9 @@ Each operation gets positive and negative examples; every answer must be no 5xx,
 documented content type and a body that matches its schema. Half of the examples aim at real resources of
 the key's tenant, so the checks reach past 404s."""
 
+import socket
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +37,23 @@ def _operations() -> list[tuple[str, str, GenerationMode]]:
             if op.get("requestBody") or any(p["in"] != "path" for p in op.get("parameters", [])):
                 out.append((method.upper(), path, GenerationMode.NEGATIVE))
     return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def webhook_hosts(client) -> Iterator[None]:  # noqa: ANN001
+    """The receiver below is on 127.0.0.1 (TAAS_WEBHOOK_ALLOW_HOSTS=127.0.0.1); generated URLs name hosts that
+    must not become DNS questions: here every name is unresolvable (422 webhook_url_unresolvable)."""
+    from app.config import get_settings
+    from app.webhooks import addresses
+
+    def no_dns(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "not resolved in tests")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(get_settings(), "webhook_allow_hosts", ["127.0.0.1"])
+    mp.setattr(addresses, "resolve", no_dns)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
