@@ -20,7 +20,10 @@ run: $(STAMP)
 	$(BIN)/taas weights import efficientnet_lite0
 	$(BIN)/taas serve
 
+# The suite starts its own PostgreSQL and Redis (tests/servers.py); scripts/test-deps.sh installs their binaries and
+# chromium when missing (Debian's packages, as root) or says what to install.
 test: $(STAMP)
+	@bash scripts/test-deps.sh
 	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -51,9 +51,14 @@ from app.migrate import upgrade  # noqa: E402
 from bench import service_report, service_upload  # noqa: E402
 from bench import service_wrk as wrk  # noqa: E402
 from bench.service_celery import PING_TASK, reply_key  # noqa: E402
-from tests.conftest import PG_ADMIN, REDIS_URL, free_port  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 from tests.factories import dataset_members, write_zip  # noqa: E402
 from tests.procs import Proc, poll, taas, wait_healthy  # noqa: E402
+
+# The servers: TAAS_TEST_PG (an admin URL; a database of the run's own is created and dropped there) and
+# TAAS_TEST_REDIS, else the local ones on their default ports (not the test suite's private, fsync-less ones).
+PG_ADMIN = os.environ.get("TAAS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TAAS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 MiB = 1024**2

@@ -1,24 +1,68 @@
-"""Shared fixtures: a real PostgreSQL database per test session, settings pointed at temporary directories."""
+"""Shared fixtures: a real PostgreSQL database per test session, settings pointed at temporary directories.
 
+The servers: TAAS_TEST_PG (an admin URL; the suite creates and drops databases of its own there) and TAAS_TEST_REDIS
+when set, else private ones started from the installed binaries (tests/servers.py) the first time a test needs one:
+when a module imports PG_ADMIN or REDIS_URL from here, or temp_database runs. So a run that needs neither (tests/worker
+on a GPU machine) starts none. They are stopped when pytest ends (pytest_unconfigure, or at exit).
+"""
+
+import atexit
 import os
 import secrets
-import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port as free_port  # re-exported: tests import it from here
+from tests.servers import private_servers
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get("TAAS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TAAS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+_servers = ExitStack()  # the private servers of this run, if any
+atexit.register(_servers.close)
+_urls: tuple[str, str] | None = None  # (PostgreSQL admin URL, Redis URL), once known
+_summary = ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def servers() -> tuple[str, str]:
+    """(PostgreSQL admin URL, Redis URL): TAAS_TEST_PG and TAAS_TEST_REDIS when set, else private servers started
+    now (once), their URLs exported in those variables so that child processes agree."""
+    global _urls, _summary
+    if _urls is None:
+        pg, redis = os.environ.get("TAAS_TEST_PG", ""), os.environ.get("TAAS_TEST_REDIS", "")
+        if not (pg and redis):
+            started = _servers.enter_context(private_servers(postgres=not pg, redis=not redis))
+            for var, url in (("TAAS_TEST_PG", started.pg_admin), ("TAAS_TEST_REDIS", started.redis)):
+                if url:
+                    os.environ[var] = url
+                    _servers.callback(os.environ.pop, var, None)
+            pg, redis = pg or started.pg_admin, redis or started.redis
+            names = [n for n, url in (("PostgreSQL", started.pg_admin), ("Redis", started.redis)) if url]
+            _summary = f"private {' and '.join(names)} started in {started.startup_s:.1f} s: {pg}, {redis}"
+        _urls = (pg, redis)
+    return _urls
+
+
+def __getattr__(name: str) -> str:
+    """PG_ADMIN and REDIS_URL, resolved (servers started) on first use."""
+    if name == "PG_ADMIN":
+        return servers()[0]
+    if name == "REDIS_URL":
+        return servers()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _summary:
+        terminalreporter.write_line(_summary)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _urls
+    _servers.close()
+    _urls = None
 
 
 def reset_caches() -> None:
@@ -40,10 +84,11 @@ def temp_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
     """A PostgreSQL database of its own (migrated unless told otherwise), dropped on exit."""
     import psycopg
 
+    admin = servers()[0]
     name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    url = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     try:
         if migrate:
             from app.migrate import upgrade
@@ -51,7 +96,7 @@ def temp_database(prefix: str, *, migrate: bool = True) -> Iterator[str]:
             upgrade(url)
         yield url
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
