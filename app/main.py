@@ -58,8 +58,21 @@ async def lifespan(app: FastAPI):
         await anyio.to_thread.run_sync(sender.join, get_settings().webhook_timeout_seconds + 5)
 
 
-def _error(status: int, code: str, message: str, details: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status)
+def _error(status: int, code: str, message: str, details: dict | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status,
+                        headers=headers)
+
+
+def allowed_methods(router: APIRouter, path: str) -> str:
+    """The Allow header of a 405: the methods of every route on the path. Starlette names only those of the first
+    route that matched the path, and each method of a path is a route of its own here."""
+    methods: set[str] = set()
+    for route in router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= route_methods
+    return ", ".join(sorted(methods))
 
 
 class BodyLimit:
@@ -165,13 +178,16 @@ def create_app() -> FastAPI:
         return _error(422, "validation_error", "the request is invalid", {"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's words
             why = "is nested too deeply" if isinstance(exc.__cause__, RecursionError) else "is not valid JSON"
             return _error(422, "invalid_json", f"the request body {why}")
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code,
                                                                                           "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})  # Allow on a 405, say: the body is ours, the headers stay Starlette's
+        if exc.status_code == 405 and (allowed := allowed_methods(request.app.router, request.url.path)):
+            headers["Allow"] = allowed
+        return _error(exc.status_code, code, str(exc.detail), headers=headers or None)
 
     @app.exception_handler(DataError)
     @app.exception_handler(asyncpg.DataError)  # the same refusal on app.pg's reads

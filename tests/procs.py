@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class Proc:
     """A child process in its own session, logging to a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT):
         self.log = log
         self._f = open(log, "wb")  # noqa: SIM115
-        self.p = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._f, stderr=subprocess.STDOUT,
+        self.p = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._f, stderr=subprocess.STDOUT,
                                   start_new_session=True)
 
     def alive(self) -> bool:
@@ -80,13 +80,13 @@ def embedded_env(data: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def embedded_serve(tmp: Path, timeout: float = 120) -> Iterator[tuple[str, Path, Proc]]:
+def embedded_serve(tmp: Path, timeout: float = 120, **env: str) -> Iterator[tuple[str, Path, Proc]]:
     """One embedded `taas serve` (SQLite, filesystem broker, a worker) with its data in tmp/data, as a user runs it:
-    (url, data dir, process), stopped as a group on exit."""
+    (url, data dir, process), stopped as a group on exit. env: more environment variables for it (settings)."""
     from tests.conftest import free_port
 
     port, data = free_port(), tmp / "data"
-    serve = Proc(taas("serve"), embedded_env(data, port), tmp / "serve.log")
+    serve = Proc(taas("serve"), embedded_env(data, port, **env), tmp / "serve.log")
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, serve, timeout=timeout)

@@ -62,6 +62,8 @@ def decode_image(name: str, data: bytes, limits: ArchiveLimits = ArchiveLimits()
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ArchiveError("image_too_large", f"{name!r}: {e}", name) from None
+    except Image.UnidentifiedImageError:  # PIL's message names the BytesIO object: a heap address, no help
+        raise ArchiveError("bad_image", f"{name!r} is not an image in a format this server reads", name) from None
     except Exception as e:  # hostile bytes can make a decoder raise almost anything
         raise ArchiveError("bad_image", f"{name!r} cannot be decoded: {e}", name) from None
     return width, height

@@ -16,14 +16,16 @@ from app.domain.states import JobStatus
 from app.errors import NotFound
 from app.idempotency import body_hash, run_idempotent
 from app.jobs import service, stream
-from app.jobs.schemas import EventPage, EventRead, JobRead, MetricList, MetricRead, job_json
+from app.jobs.schemas import DryRunRead, EventPage, EventRead, JobRead, MetricList, MetricRead, job_json
 from app.openapi import ERROR_RESPONSES
 from app.schemas import Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201, response_model=JobRead, summary="Submit a fine-tuning job")
+@router.post("", status_code=201, response_model=JobRead, summary="Submit a fine-tuning job",
+             responses={200: {"model": DryRunRead, "description": "With `dry_run=true`: the resolved spec and the "
+                              "per-block-group plan; nothing is stored or queued"}})
 async def create_job(spec: JobSpec, principal: Writer, idempotency_key: IdempotencyKey = None,
                      dry_run: bool = False) -> Any:
     # async, and without the session dependency (its setup and teardown cost as much as the dry run's own work):

@@ -112,3 +112,46 @@ class EventPage(BaseModel):
 
 class MetricList(BaseModel):
     data: list[MetricRead]
+
+
+class PlanGroup(BaseModel):
+    name: str
+    trainable_params: int
+    frozen_params: int
+    learning_rate: float
+    trainable_from_epoch: int | None  # None: frozen in every epoch
+
+
+class PlanPhase(BaseModel):
+    first_epoch: int
+    last_epoch: int
+    frozen_groups: list[str]
+    trainable_groups: list[str]
+
+
+class Plan(BaseModel):
+    block_groups: list[PlanGroup]
+    trainable_params: int
+    frozen_params: int
+    phases: list[PlanPhase]
+    backbone_features_cached: bool
+
+
+class DryRunRead(BaseModel):
+    """POST /v1/jobs?dry_run=true: the spec as a job would run it (defaults filled in) and its plan."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "spec": _SPEC, "weights_id": "bm_01jdr0m3a6c9e2g5j8l1n4q7s0", "dataset_status": "ready",
+        "plan": {"block_groups": [
+            {"name": "stem", "trainable_params": 0, "frozen_params": 928, "learning_rate": 0.0,
+             "trainable_from_epoch": None},
+            {"name": "head", "trainable_params": 2562, "frozen_params": 0, "learning_rate": 0.001,
+             "trainable_from_epoch": 1}],
+            "trainable_params": 2562, "frozen_params": 928,
+            "phases": [{"first_epoch": 1, "last_epoch": 10, "frozen_groups": ["stem"], "trainable_groups": ["head"]}],
+            "backbone_features_cached": True}}]})
+
+    spec: dict[str, Any]
+    weights_id: str | None
+    dataset_status: str
+    plan: Plan

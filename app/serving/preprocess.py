@@ -97,5 +97,7 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
         return image
     except BadImage:
         raise
+    except Image.UnidentifiedImageError:  # PIL's message names the BytesIO object: a heap address, no help
+        raise BadImage("not an image in a format this server reads") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadImage(str(exc) or type(exc).__name__) from None
