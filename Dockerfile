@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# Two images from one file, both running as an unprivileged user:
+# Three images from one file, each with its program's install extra (pyproject.toml), as an unprivileged user:
 #   docker build --target api -t taas-api .          the API: FastAPI, SQLAlchemy, Celery producer; no torch
-#   docker build --target worker -t taas-worker .    a training worker: torch (PyPI's CUDA wheels on x86_64)
+#   docker build --target worker -t taas-worker .    a training worker: torch (PyPI's CUDA wheels on x86_64); no API
 #   docker build --target worker --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t taas-worker-cpu .
+#   docker build --target tools --build-arg TORCH_INDEX_URL=... -t taas-tools .   both, for the one-shot migration
 # Dependencies are installed from pyproject.toml before the code is copied, so a code change rebuilds in seconds.
 
 FROM python:3.11-slim-bookworm AS base
@@ -19,25 +20,34 @@ WORKDIR /srv
 
 FROM base AS deps-api
 COPY pyproject.toml ./
-# The main dependencies only, read from pyproject.toml: the API image never gets torch.
+COPY scripts/requirements.py ./scripts/
+# The API's extra (and the client's, for the `taas` command): the API image never gets torch.
 RUN python -m venv /opt/venv \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
+    && python scripts/requirements.py api client > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
-FROM deps-api AS deps-worker
-# Empty: torch from PyPI (CUDA); https://download.pytorch.org/whl/cpu for a smaller CPU-only worker.
+FROM base AS deps-worker
+COPY pyproject.toml ./
+COPY scripts/requirements.py ./scripts/
+# Empty: torch from PyPI (CUDA); https://download.pytorch.org/whl/cpu for a smaller CPU-only worker. The worker's
+# extra only (and the client's): no FastAPI, SQLAlchemy or database driver.
 ARG TORCH_INDEX_URL=""
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['worker']))" \
-        > /tmp/requirements-worker.txt \
-    && pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements-worker.txt
+RUN python -m venv /opt/venv \
+    && python scripts/requirements.py worker client > /tmp/requirements.txt \
+    && pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt
+
+FROM deps-worker AS deps-tools
+# Both sides, for the one-shot migration: the schema (API side) and converting trusted weights (torch, worker side).
+RUN python scripts/requirements.py api > /tmp/requirements-api.txt \
+    && pip install --no-cache-dir -r /tmp/requirements-api.txt
 
 FROM base AS api
 COPY --from=deps-api /opt/venv /opt/venv
 COPY pyproject.toml alembic.ini ./
 COPY migrations ./migrations
+COPY core ./core
+COPY client ./client
 COPY app ./app
-COPY worker ./worker
 # Editable: the code stays in /srv, next to alembic.ini and migrations/, which `taas db upgrade` reads.
 RUN pip install --no-cache-dir --no-deps -e .
 USER 10001:10001
@@ -48,11 +58,23 @@ CMD ["taas", "api", "--host", "0.0.0.0"]
 
 FROM base AS worker
 COPY --from=deps-worker /opt/venv /opt/venv
-COPY pyproject.toml alembic.ini ./
-COPY migrations ./migrations
-COPY app ./app
+COPY pyproject.toml ./
+COPY core ./core
+COPY client ./client
 COPY worker ./worker
 RUN pip install --no-cache-dir --no-deps -e .
 ENV TAAS_CACHE_DIR=/cache
 USER 10001:10001
 CMD ["taas", "worker"]
+
+FROM base AS tools
+COPY --from=deps-tools /opt/venv /opt/venv
+COPY pyproject.toml alembic.ini ./
+COPY migrations ./migrations
+COPY core ./core
+COPY client ./client
+COPY app ./app
+COPY worker ./worker
+RUN pip install --no-cache-dir --no-deps -e .
+USER 10001:10001
+CMD ["taas", "db", "upgrade"]

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[worker,dev]'
+	$(BIN)/pip install -q -e '.[api,worker,client,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app worker tests
+	$(BIN)/ruff check app worker core client tests bench scripts
 
 catalog: $(STAMP)
 	$(BIN)/python -m worker.training.catalog

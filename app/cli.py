@@ -1,5 +1,8 @@
-"""The `taas` command: run the service (embedded or split) and administer it."""
+"""The server's commands (serve, api, db, keys, weights): run the service, embedded or split, and administer it.
+They join the `taas` command (client/cli.py) wherever the API's dependencies are installed; `python -m app.cli`
+runs them alone."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -9,19 +12,12 @@ from pathlib import Path
 
 import typer
 
-from app.cli_client import datasets_cli, jobs_cli, models_cli, predict
 from app.config import get_settings
 
-cli = typer.Typer(help="taas: training as a service", no_args_is_help=True, add_completion=False)
+cli = typer.Typer(help="taas server commands", no_args_is_help=True, add_completion=False)
 db_cli = typer.Typer(help="Database commands", no_args_is_help=True)
 keys_cli = typer.Typer(help="API keys", no_args_is_help=True)
 weights_cli = typer.Typer(help="Pretrained base weights", no_args_is_help=True)
-cli.add_typer(db_cli, name="db")
-cli.add_typer(keys_cli, name="keys")
-cli.add_typer(weights_cli, name="weights")
-cli.add_typer(datasets_cli, name="datasets")
-cli.add_typer(jobs_cli, name="jobs")
-cli.add_typer(models_cli, name="models")
 
 
 def _prepare() -> None:
@@ -62,12 +58,19 @@ def weights_import(arch: str, file: Path | None = typer.Option(None, "--file", h
     from app.basemodels.service import imagenet_weights, register_file
     from app.db import get_sessionmaker
 
-    # Only this admin command touches torch, and only through the worker package.
-    from worker.training.weights_import import convert_to_safetensors
-
     with tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / "weights.safetensors"
-        sha = convert_to_safetensors(arch, file, dst)
+        # The conversion loads a checkpoint with torch, which only the worker package imports: it runs there, in
+        # a process of its own, and this side registers the safetensors file it wrote.
+        convert = [sys.executable, "-m", "worker.cli", "convert-weights", arch, str(dst)]
+        done = subprocess.run([*convert, *(["--file", str(file)] if file else [])], capture_output=True, text=True)
+        if done.returncode:
+            why = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            if "No module named" in why[0]:
+                why = [f"{why[0]}: converting weights needs the worker's packages (pip install '.[worker]')"]
+            typer.echo(f"{arch}: {why[0]}", err=True)
+            raise typer.Exit(1)
+        sha = hashlib.sha256(dst.read_bytes()).hexdigest()
         with get_sessionmaker()() as session:
             existing = imagenet_weights(session=session, arch=arch)
             if existing is not None and existing.sha256 == sha:
@@ -96,14 +99,6 @@ def api(host: str | None = None, port: int | None = None, workers: int = 1) -> N
                     log_config=log_config(s.log_level, s.log_format))
 
 
-@cli.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def worker(ctx: typer.Context, concurrency: int = 1) -> None:
-    """Run a Celery training worker (extra arguments go to celery)."""
-    args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO",
-            f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", *ctx.args]
-    os.execv(sys.executable, args)
-
-
 def _ensure_dev_key() -> None:
     from app.db import get_sessionmaker
     from app.keys.service import create_key
@@ -129,9 +124,8 @@ def serve() -> None:
     env = {**os.environ, "TAAS_DATA_DIR": str(s.data_dir.resolve()),
            "TAAS_WORKER_TOKEN": s.secret("worker_token"), "TAAS_SECRET_KEY": s.secret("secret_key"),
            "TAAS_API_URL": f"http://{s.host}:{s.port}"}
-    taas = [sys.executable, "-m", "app.cli"]
-    procs = [subprocess.Popen([*taas, "api"], env={**env, "TAAS_RUN_REAPER": "1"}),
-             subprocess.Popen([*taas, "worker"], env=env)]
+    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "api"], env={**env, "TAAS_RUN_REAPER": "1"}),
+             subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=env)]
     typer.echo(f"taas serving on http://{s.host}:{s.port} (data in {s.data_dir.resolve()})")
 
     asked = []
@@ -165,13 +159,18 @@ def serve() -> None:
     raise typer.Exit(code)
 
 
-cli.command("predict")(predict)
+def register(root: typer.Typer) -> None:
+    """Add the server's commands to the `taas` command."""
+    root.add_typer(db_cli, name="db")
+    root.add_typer(keys_cli, name="keys")
+    root.add_typer(weights_cli, name="weights")
+    for command in (api, serve):
+        root.command(command.__name__)(command)
 
 
-def main() -> None:
-    """Entry point."""
-    cli()
-
+cli.add_typer(db_cli, name="db")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(weights_cli, name="weights")
 
 if __name__ == "__main__":
-    main()
+    cli()

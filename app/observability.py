@@ -26,9 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import get_settings
 from app.db import READ_METHODS, get_engine, get_sessionmaker, on_commit
-from app.domain.states import JobStatus
 from app.errors import Unauthorized
 from app.models import Job, WebhookDelivery
+from core.states import JobStatus
 
 log = logging.getLogger(__name__)
 events = structlog.get_logger("taas")

@@ -5,7 +5,7 @@ from functools import cache
 from celery import Celery
 
 from app.config import get_settings
-from app.domain.broker import TRAIN_TASK, celery_config
+from core.broker import TRAIN_TASK, celery_config
 
 
 @cache

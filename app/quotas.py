@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.domain.states import UNFINISHED
 from app.errors import QuotaExceeded
 from app.models import Artifact, BaseWeights, Dataset, Job
+from core.states import UNFINISHED
 
 
 def active_jobs(*, session: Session, tenant: str) -> int:

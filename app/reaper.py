@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from app import garbage
 from app.config import get_settings
 from app.db import get_sessionmaker
-from app.domain.states import JobStatus
 from app.jobs import outbox
 from app.jobs.cleanup import drop_checkpoint
 from app.jobs.transitions import cas
 from app.models import Job, utcnow
+from core.states import JobStatus
 
 log = logging.getLogger(__name__)
 LOCK_ID = 0x7461_6173  # "taas"

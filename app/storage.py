@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.config import get_settings
-from app.domain.ids import new_id
 from app.errors import InsufficientStorage
+from core.ids import new_id
 
 CHECK_EVERY = 8 * 1024 * 1024
 

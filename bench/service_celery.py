@@ -14,7 +14,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from app.domain.broker import celery_config
+from core.broker import celery_config
 
 PING_TASK = "bench.ping"
 BROKER = os.environ.get("TAAS_BENCH_BROKER", "redis://127.0.0.1:6379/0")

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from worker.training import architectures as A
+from worker.training import base_weights as weights_cache
 from worker.training import warm
 from worker.training.data import Preprocessing, load_splits
 from worker.training.device import describe, resolve_device, to_device
@@ -110,7 +111,7 @@ def _cut(arch: str, policy: str) -> int:
 
 def _model(arch: str, weights: Path | None) -> torch.nn.Module:
     torch.manual_seed(0)
-    state = warm.load_base_weights(weights) if weights else None
+    state = weights_cache.load_base_weights(weights) if weights else None
     return A.build_model(arch, 10, state_dict=state).to(DEVICE)  # initialised on the CPU, as the recipe does
 
 
@@ -327,7 +328,7 @@ def main() -> None:
                 decoded[(arch, size)] = load_splits(data[0], data[1], prep, threads=max(1, args.threads))
             splits = decoded[(arch, size)]
             caches = tmp / f"cache-{arch}-{size}-{policy}"
-            warm.clear()  # the first job reads its weights from disk, as a worker's first job would
+            weights_cache.clear()  # the first job reads its weights from disk, as a worker's first job would
             variants = {"a": partial(seed_loop, arch, weights, splits, prep, policy, epochs),
                         "b": partial(tuned_loop, arch, weights, splits, prep, policy, epochs),
                         "c": partial(service, arch, weights, sha, data, policy, epochs, size, caches, LR[policy])}

@@ -35,7 +35,7 @@ def wait(fn, timeout: float, what: str):  # noqa: ANN001, ANN201
 
 
 def taas(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "client.cli", *args], env=env, cwd=ROOT, check=True)
 
 
 def train(http: httpx.Client, tmp: Path, epochs: int) -> str:
@@ -102,7 +102,7 @@ def main() -> None:
         taas(env, "db", "upgrade")
         taas(env, "weights", "import", "efficientnet_lite0")
         log = (tmp / "serve.log").open("wb")
-        serve = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=ROOT, stdout=log,
+        serve = subprocess.Popen([sys.executable, "-m", "client.cli", "serve"], env=env, cwd=ROOT, stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:

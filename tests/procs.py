@@ -46,7 +46,7 @@ class Proc:
 
 
 def taas(*args: str) -> list[str]:
-    return [sys.executable, "-m", "app.cli", *args]
+    return [sys.executable, "-m", "client.cli", *args]
 
 
 def poll(fn: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:

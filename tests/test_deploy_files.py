@@ -103,10 +103,16 @@ def _closure(stages: dict[str, str], name: str) -> str:
 
 
 def test_the_api_image_has_no_torch_and_the_worker_image_has():
+    """Each image installs its program's extra (and the client's, for `taas`): the API never torch, the worker never
+    the API's packages; only the one-shot tools image has both."""
     stages = _stages()
-    assert {"api", "worker"} <= set(stages)
-    api, worker = _closure(stages, "api"), _closure(stages, "worker")
-    assert "optional-dependencies" not in api and "TORCH_INDEX_URL" not in api
-    assert "['optional-dependencies']['worker']" in worker
-    for image in (api, worker):
+    assert {"api", "worker", "tools"} <= set(stages)
+    api, worker, tools = (_closure(stages, n) for n in ("api", "worker", "tools"))
+    extras = {name: set(re.findall(r"requirements.py ([a-z ]+?) >", text)) for name, text in
+              (("api", api), ("worker", worker), ("tools", tools))}
+    assert extras["api"] == {"api client"} and "TORCH_INDEX_URL" not in api
+    assert extras["worker"] == {"worker client"}
+    assert extras["tools"] == {"worker client", "api"}
+    assert "COPY app" not in worker and "COPY worker" not in api
+    for image in (api, worker, tools):
         assert "USER 10001" in image and "pip install --no-cache-dir --no-deps -e ." in image

@@ -2,7 +2,7 @@
 
 from celery import Celery, signals
 
-from app.domain.broker import TRAIN_TASK, celery_config
+from core.broker import TRAIN_TASK, celery_config
 from worker import shutdown
 from worker.config import get_worker_settings
 

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from app.aliases import service
 from app.aliases.schemas import NAME_PATTERN, AliasHistory, AliasMoveRead, AliasPage, AliasPut, AliasRead
 from app.deps import Reader, SessionDep, Writer
-from app.domain.limits import INT4_MAX
 from app.errors import NotFound
 from app.models import Alias
 from app.models_api import service as models
@@ -28,6 +27,7 @@ from app.models_api.params import (
 from app.models_api.predict import predict
 from app.models_api.schemas import ModelRead, PredictRead
 from app.openapi import ERROR_RESPONSES, errors
+from core.limits import INT4_MAX
 
 router = APIRouter(prefix="/v1/aliases", tags=["aliases"], responses=ERROR_RESPONSES)
 Name = Annotated[str, Path(pattern=NAME_PATTERN, examples=["production"],

@@ -1,7 +1,7 @@
 """The architecture catalogue as the API shows it."""
 
 from app.architectures.schemas import ArchitectureRead
-from app.domain import catalog
+from core import catalog
 
 
 def list_architectures() -> list[ArchitectureRead]:

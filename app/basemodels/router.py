@@ -12,12 +12,12 @@ from app.config import get_settings
 from app.datasets.upload import receive_upload
 from app.db import get_sessionmaker
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
-from app.domain.ids import new_id
 from app.errors import Invalid
 from app.idempotency import body_hash, run_idempotent
 from app.openapi import BINARY, ERROR_RESPONSES, multipart
 from app.schemas import Out, Page, Stamp
 from app.storage import get_storage
+from core.ids import new_id
 
 router = APIRouter(prefix="/v1/base-models", tags=["base models"], responses=ERROR_RESPONSES)
 

@@ -7,13 +7,13 @@ from sqlalchemy.orm import Session
 
 from app import garbage
 from app.basemodels.safetensors_header import HeaderError, read_header
-from app.domain import catalog
-from app.domain.ids import new_id
-from app.domain.states import JobStatus
 from app.errors import Conflict, Invalid, NotFound
 from app.models import BaseWeights, Job
 from app.pagination import page
 from app.storage import BlobWriter, get_storage
+from core import catalog
+from core.ids import new_id
+from core.states import JobStatus
 
 
 def check_against_catalog(arch: str, shapes: dict[str, list[int]]) -> None:

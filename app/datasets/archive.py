@@ -430,15 +430,3 @@ def open_member(path: Path, kind: str, name: str, limits: ArchiveLimits = Archiv
     """Read one member's data by name; use ArchiveReader for many reads."""
     with ArchiveReader(path, kind, limits) as reader:
         return reader.read(name)
-
-
-_LAZY = ("ManifestItem", "ProcessResult", "process_archive", "decode_image", "stratified_split")
-
-
-def __getattr__(name: str):
-    # Lazy re-export (PEP 562) so `from app.datasets.archive import process_archive` works without a cycle.
-    if name in _LAZY:
-        from app.datasets import processing
-
-        return getattr(processing, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,11 +13,11 @@ from app.datasets.schemas import DatasetRead
 from app.datasets.upload import receive_upload
 from app.db import get_sessionmaker
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
-from app.domain.ids import new_id
 from app.idempotency import body_hash, run_idempotent
 from app.openapi import BINARY, ERROR_RESPONSES, multipart
 from app.schemas import Page
 from app.storage import get_storage
+from core.ids import new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from app import garbage, quotas
 from app.config import get_settings
-from app.datasets.archive import ArchiveError, ArchiveLimits, inspect_archive, process_archive
+from app.datasets.archive import ArchiveError, ArchiveLimits, inspect_archive
+from app.datasets.processing import process_archive
 from app.db import get_sessionmaker
-from app.domain.states import DatasetStatus, JobStatus
 from app.errors import Conflict, Invalid, NotFound
 from app.models import Dataset, Job
 from app.pagination import page
 from app.storage import BlobWriter, get_storage
+from core.states import DatasetStatus, JobStatus
 
 log = logging.getLogger(__name__)
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-processing")

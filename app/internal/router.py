@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 from app import bodies
 from app.db import get_sessionmaker
 from app.deps import SessionDep, WorkerDep
-from app.domain.limits import INT4_MAX
 from app.errors import Invalid, NotFound
 from app.internal import service
 from app.jobs import outbox
 from app.models import Dataset, Job
 from app.storage import BlobWriter, get_storage
+from core.limits import INT4_MAX
 
 router = APIRouter(prefix="/internal", dependencies=[WorkerDep], include_in_schema=False)
 MAX_ARTIFACT = 4 * 1024**3

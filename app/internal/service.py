@@ -9,13 +9,13 @@ from sqlalchemy.orm import Session
 
 from app import garbage, observability
 from app.config import get_settings
-from app.domain.ids import new_id
-from app.domain.states import JobStatus
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.cleanup import drop_checkpoint
 from app.jobs.events import append_event
 from app.jobs.transitions import cas
 from app.models import Artifact, BaseWeights, Dataset, Job, JobMetric, Model, utcnow
+from core.ids import new_id
+from core.states import JobStatus
 
 METRIC_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy", "learning_rate",
                  "images_per_second", "seconds")

@@ -5,8 +5,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.domain.ids import new_id
 from app.models import Job, JobEvent
+from core.ids import new_id
 
 
 def append_event(session: Session, job_id: str, type_: str, message: str | None = None,

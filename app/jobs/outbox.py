@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db import autocommit_begin
-from app.domain.states import JobStatus
 from app.models import Job, utcnow
 from app.queue import enqueue_job
+from core.states import JobStatus
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_EXP = 6  # 2**6 × the resend deadline at most

@@ -10,15 +10,15 @@ from starlette.concurrency import run_in_threadpool
 from app import pg
 from app.db import get_read_sessionmaker, get_sessionmaker
 from app.deps import IdempotencyKey, KeyCheck, Reader, SessionDep, Writer, demands
-from app.domain.limits import INT4_MAX
-from app.domain.spec import JobSpec
-from app.domain.states import JobStatus
 from app.errors import NotFound
 from app.idempotency import body_hash, run_idempotent
 from app.jobs import service, stream
 from app.jobs.schemas import DryRunRead, EventPage, EventRead, JobRead, MetricList, MetricRead, job_json
 from app.openapi import ERROR_RESPONSES
 from app.schemas import Page
+from core.limits import INT4_MAX
+from core.spec import JobSpec
+from core.states import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 

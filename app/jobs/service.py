@@ -10,10 +10,6 @@ from app import pg, quotas
 from app.basemodels.service import imagenet_weights
 from app.config import get_settings
 from app.datasets.service import get_dataset
-from app.domain.ids import new_id
-from app.domain.plan import plan
-from app.domain.spec import InvalidCombination, JobSpec, check_combinations
-from app.domain.states import FINISHED, DatasetStatus, JobStatus
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs import outbox
 from app.jobs.cleanup import drop_checkpoint
@@ -22,6 +18,10 @@ from app.jobs.transitions import cas
 from app.keys.service import key_and
 from app.models import BaseWeights, Job, JobEvent, JobMetric, Model, utcnow
 from app.pagination import page
+from core.ids import new_id
+from core.plan import plan
+from core.spec import InvalidCombination, JobSpec, check_combinations
+from core.states import FINISHED, DatasetStatus, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.config import get_settings
 from app.db import get_sessionmaker
-from app.domain.states import FINISHED
 from app.jobs.schemas import EventRead
 from app.jobs.service import get_job
 from app.models import Job, JobEvent
+from core.states import FINISHED
 
 BATCH = 500  # events read per poll; a longer backlog is drained without sleeping
 

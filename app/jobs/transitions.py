@@ -6,10 +6,15 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import observability
-from app.domain.states import FINISHED, JobStatus, can_transition
 from app.jobs.events import append_event
+from app.jobs.schemas import JobRead
 from app.models import Job
 from app.webhooks import service as webhooks
+from core.states import FINISHED, JobStatus, can_transition
+
+
+def _job_json(job: Job) -> dict[str, Any]:
+    return JobRead.of(job).model_dump(mode="json")
 
 
 def cas(session: Session, job_id: str, src: JobStatus, dst: JobStatus, *, attempt: int | None = None,
@@ -25,5 +30,5 @@ def cas(session: Session, job_id: str, src: JobStatus, dst: JobStatus, *, attemp
                      {"from": str(src), "to": str(dst), **({"attempt": attempt} if attempt else {})})
         observability.job_moved(session, job_id, src, dst)
         if dst in FINISHED:  # the deliveries commit or roll back with the transition
-            webhooks.job_finished(session, job_id, dst)
+            webhooks.job_finished(session, job_id, dst, render=_job_json)
     return moved

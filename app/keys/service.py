@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from app import pg
 from app.config import get_settings
-from app.domain.ids import new_id
 from app.errors import Invalid, NotFound, Unauthorized
 from app.models import ApiKey, utcnow
+from core.ids import new_id
 
 SCOPES = ("read", "write", "admin")
 

@@ -2,21 +2,22 @@
 
 import base64
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db import on_commit
-from app.domain.ids import new_id
-from app.domain.states import JobStatus
 from app.errors import NotFound, QuotaExceeded
-from app.jobs.schemas import JobRead
 from app.models import Job, WebhookDelivery, WebhookEndpoint, utcnow
 from app.pagination import page
 from app.webhooks import dispatch
 from app.webhooks.addresses import check_url
 from app.webhooks.schemas import DeliveryStatus, WebhookEvent
+from core.ids import new_id
+from core.states import JobStatus
 
 
 def new_secret() -> str:
@@ -71,11 +72,12 @@ def list_deliveries(*, session: Session, tenant: str, webhook_id: str, limit: in
     return page(session, stmt, WebhookDelivery.id, limit=limit, after=after)
 
 
-def job_finished(session: Session, job_id: str, status: JobStatus) -> int:
+def job_finished(session: Session, job_id: str, status: JobStatus, *, render: Callable[[Job], dict[str, Any]]) -> int:
     """In the caller's transaction: one pending delivery per endpoint subscribed to job.<status>; returns how many.
 
-    The payload is the job as GET /v1/jobs/{id} shows it. The deliveries commit (or roll back) with the
-    transition, and the delivery loop is woken after the commit."""
+    The payload's data is render(job): the job as GET /v1/jobs/{id} shows it (the jobs package renders it, so
+    webhooks need not know a job's shape). The deliveries commit (or roll back) with the transition, and the
+    delivery loop is woken after the commit."""
     event = f"job.{status}"
     tenant = session.scalar(select(Job.tenant).where(Job.id == job_id))
     endpoints = [e for e in session.scalars(select(WebhookEndpoint).where(
@@ -87,7 +89,7 @@ def job_finished(session: Session, job_id: str, status: JobStatus) -> int:
     job = session.execute(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).scalar_one()
     now = utcnow()
     payload = {"type": event, "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-               "data": JobRead.of(job).model_dump(mode="json")}
+               "data": render(job)}
     for endpoint in endpoints:
         session.add(WebhookDelivery(id=new_id("msg"), endpoint_id=endpoint.id, tenant=job.tenant, event_type=event,
                                     job_id=job_id, payload=payload, status=DeliveryStatus.pending, attempts=0,

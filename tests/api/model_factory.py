@@ -35,9 +35,9 @@ def make_model(tenant: str, *, classes: tuple[str, ...] = ("red", "green", "blue
                safetensors: bytes | None = None, preprocessing: dict[str, Any] | None = None) -> str:
     """A model row of the tenant with its artifacts (safetensors always, onnx when given); returns its id."""
     from app.db import get_sessionmaker
-    from app.domain.ids import new_id
     from app.models import Artifact, Model
     from app.storage import get_storage
+    from core.ids import new_id
 
     model_id, job_id = new_id("model"), new_id("job")
     prep = PREP if preprocessing is None else preprocessing

@@ -1,6 +1,6 @@
 """GET /v1/architectures: the catalogue as clients (the dashboard's job form) read it."""
 
-from app.domain import catalog
+from core import catalog
 
 
 def test_needs_a_key(client):

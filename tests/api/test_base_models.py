@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 from safetensors.numpy import save
 
-from app.domain import catalog
+from core import catalog
 
 ARCH, OTHER = "mobilenet_v3_small", "resnet18"  # small weights keep the test fast
 FIRST = next(iter(catalog.get_arch(ARCH)["weights"]))

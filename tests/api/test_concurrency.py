@@ -2,7 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
-from app.domain.states import FINISHED, JobStatus, can_transition
+from core.states import FINISHED, JobStatus, can_transition
 
 WORKER = {"Authorization": "Bearer test-worker-token"}
 

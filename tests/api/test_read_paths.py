@@ -66,8 +66,8 @@ def tenant() -> str:
 
 
 def dataset(owner: str, status: str = "ready", classes: tuple[str, ...] = ("cat", "dog", "eel")):
-    from app.domain.ids import new_id
     from app.models import Dataset
+    from core.ids import new_id
 
     return Dataset(id=new_id("ds"), tenant=owner, name="d", status=status, bytes=1, sha256="0" * 64, kind="zip",
                    layout="flat", num_images=6, classes=list(classes), class_counts={c: 2 for c in classes},
@@ -75,16 +75,16 @@ def dataset(owner: str, status: str = "ready", classes: tuple[str, ...] = ("cat"
 
 
 def weights(owner: str | None, arch: str, source: str = "upload"):
-    from app.domain.ids import new_id
     from app.models import BaseWeights
+    from core.ids import new_id
 
     return BaseWeights(id=new_id("bm"), tenant=owner, arch=arch, source=source, name=None, sha256="0" * 64, bytes=1,
                        blob_key="weights/none.safetensors")
 
 
 def model(owner: str, arch: str):
-    from app.domain.ids import new_id
     from app.models import Model
+    from core.ids import new_id
 
     return Model(id=new_id("model"), tenant=owner, job_id=new_id("job"), dataset_id="ds_x", arch=arch,
                  classes=["a", "b"], metrics={}, preprocessing={}, lineage={}, config={})
@@ -174,7 +174,7 @@ def test_dry_run_resolves_every_weights_source(backend: Backend):
     body = ok.json()
     assert body["weights_id"] is None and body["dataset_status"] == "ready"
     assert body["spec"]["freeze"]["policy"] == "head_only" and body["plan"]  # defaults filled in, a plan made
-    from app.domain import catalog
+    from core import catalog
 
     head = {g["name"]: g for g in body["plan"]["block_groups"]}["head"]
     assert head["trainable_params"] == catalog.head_param_count("resnet18", 3)  # the dataset's 3 classes

@@ -284,9 +284,9 @@ def test_concurrent_dispatchers_claim_each_delivery_once(client, monkeypatch):
     from sqlalchemy import delete, select
 
     from app.db import get_sessionmaker
-    from app.domain.ids import new_id
     from app.models import WebhookDelivery, WebhookEndpoint, utcnow
     from app.webhooks import dispatch
+    from core.ids import new_id
 
     monkeypatch.setattr(dispatch, "deliver_once", lambda *_: 0)  # this module's own loop stands aside
     sessions = get_sessionmaker()

@@ -13,11 +13,11 @@ WORKER = {"Authorization": "Bearer test-worker-token"}
 @pytest.fixture
 def taas(client, auth, monkeypatch) -> Callable[..., Result]:  # noqa: ANN001, F811
     """Run `taas ARGS…` with the tenant's key; the client's HTTP calls go to the in-process app."""
-    import app.cli_client
-    from app.cli import cli
-    from app.client import Client
+    import client.commands as commands
+    from client.cli import cli
+    from client.sdk import Client
 
-    monkeypatch.setattr(app.cli_client, "Client", lambda url, key: Client(url, key, http=client))
+    monkeypatch.setattr(commands, "Client", lambda url, key: Client(url, key, http=client))
     env = {"TAAS_API_URL": "http://testserver", "TAAS_API_KEY": auth["Authorization"].split()[1],
            "COLUMNS": "200"}
 

@@ -1,4 +1,4 @@
-"""app.client against scripted transports: stream resumption, checksums, uploads, predictions."""
+"""client.sdk against scripted transports: stream resumption, checksums, uploads, predictions."""
 
 import hashlib
 import json
@@ -7,7 +7,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from app.client import APIError, ChecksumMismatch, Client, StreamLost
+from client.sdk import APIError, ChecksumMismatch, Client, StreamLost
 
 
 def _sse(*events: tuple[int, str, dict]) -> bytes:
@@ -108,8 +108,8 @@ def test_upload_streams_the_file_and_reports_progress(tmp_path):
 
 
 def test_predict_sends_each_image_as_a_files_part_and_prints_the_top_labels(tmp_path, monkeypatch):
-    import app.cli_client
-    from app.cli import cli
+    import client.commands as commands
+    from client.cli import cli
 
     images = [tmp_path / "a.png", tmp_path / "b.jpg"]
     for p in images:
@@ -125,7 +125,7 @@ def test_predict_sends_each_image_as_a_files_part_and_prints_the_top_labels(tmp_
         return httpx.Response(200, json={"model_id": "model_1", "onnx_sha256": "ab",
                                          "data": [{"file": p.name, "predictions": top} for p in images]})
 
-    monkeypatch.setattr(app.cli_client, "Client", lambda url, key: _client(handler))
+    monkeypatch.setattr(commands, "Client", lambda url, key: _client(handler))
     res = CliRunner().invoke(cli, ["predict", "production", *map(str, images), "--top-k", "2"],
                              env={"TAAS_API_KEY": "k", "COLUMNS": "120"})
     assert res.exit_code == 0, res.output
@@ -134,7 +134,7 @@ def test_predict_sends_each_image_as_a_files_part_and_prints_the_top_labels(tmp_
 
 
 def test_an_unreachable_api_is_one_line_and_exit_1():
-    from app.cli import cli
+    from client.cli import cli
 
     res = CliRunner().invoke(cli, ["models", "ls", "--api-url", "http://127.0.0.1:9", "--api-key", "k"])
     assert res.exit_code == 1 and res.stderr.startswith("error cannot reach the API at http://127.0.0.1:9")

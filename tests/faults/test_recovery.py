@@ -4,7 +4,7 @@ import signal
 
 from celery import Celery
 
-from app.domain.broker import TRAIN_TASK
+from core.broker import TRAIN_TASK
 from tests.faults.conftest import FAULT_SEED, Cluster, PrivateRedis
 from tests.procs import poll
 

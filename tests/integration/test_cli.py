@@ -13,7 +13,7 @@ from tests.procs import poll
 
 
 def _taas(stack, *args: str) -> Result:  # noqa: ANN001
-    from app.cli import cli
+    from client.cli import cli
 
     env = {"TAAS_API_URL": stack.url, "TAAS_API_KEY": stack.headers["Authorization"].split()[1], "COLUMNS": "200"}
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)

@@ -85,9 +85,9 @@ def succeeded_job(client, headers: dict[str, str], dataset: dict, artifact: byte
 def base_model(tenant: str, data: bytes = b"not really weights") -> str:
     """A base-model row of the tenant, inserted directly (the upload route checks real weights)."""
     from app.db import get_sessionmaker
-    from app.domain.ids import new_id
     from app.models import BaseWeights
     from app.storage import get_storage
+    from core.ids import new_id
 
     bm_id = new_id("bm")
     key = f"base_models/{bm_id}.safetensors"

@@ -293,7 +293,7 @@ def _safetensors(tensors: dict[str, list[int]], dtype: str = "U8", header: dict 
 
 
 def _smallest_arch() -> tuple[str, dict[str, list[int]]]:
-    from app.domain import catalog
+    from core import catalog
 
     def size(arch: str) -> int:
         total = 0

@@ -53,7 +53,7 @@ def _pythonpath(*first: Path) -> str:
 
 def _safetensors(path: Path, arch: str) -> Path:
     """A safetensors file with the catalogue's tensor names and shapes for arch, all zeros (F16)."""
-    from app.domain import catalog
+    from core import catalog
 
     header, offset = {}, 0
     for name, shape in catalog.get_arch(arch)["weights"].items():

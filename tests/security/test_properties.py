@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from app.domain.states import FINISHED, TRANSITIONS, JobStatus, can_transition
+from core.states import FINISHED, TRANSITIONS, JobStatus, can_transition
 from tests.factories import dataset_members
 
 STATUSES = list(JobStatus)
@@ -27,9 +27,9 @@ class JobLifecycle(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         from app.db import get_sessionmaker
-        from app.domain.ids import new_id
         from app.jobs.events import append_event
         from app.models import Job
+        from core.ids import new_id
 
         self.sessions = get_sessionmaker()
         self.job_id = new_id("job")

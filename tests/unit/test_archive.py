@@ -16,8 +16,8 @@ from app.datasets.archive import (
     ArchiveReader,
     inspect_archive,
     open_member,
-    process_archive,
 )
+from app.datasets.processing import process_archive
 
 
 def img(color: int = 0, fmt: str = "PNG", size: tuple[int, int] = (8, 8)) -> bytes:

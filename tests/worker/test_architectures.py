@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from app.domain import catalog
+from core import catalog
 from worker.training import architectures as A
 from worker.training.freeze import apply_freeze, frozen_groups
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.worker.conftest import RecordingLogger, assert_same_numbers
-from worker.training import warm
+from worker.training import base_weights, warm
 from worker.training.recipe import run_training
 from worker.training.tensor_cache import TensorCache, cache_key
 
@@ -91,16 +91,16 @@ def test_tensor_cache_keeps_to_its_cap_least_recently_used_first(tmp_path):
 
 def test_warm_worker_holds_recent_base_weights(pretrained, monkeypatch):
     warm.warm_up()
-    warm.clear()
+    base_weights.clear()
     path, sha = pretrained(ARCH)
-    first = warm.load_base_weights(path, sha)
-    assert warm.load_base_weights(path, sha) is first  # parsed once
-    assert warm.load_base_weights(path) is not first  # without a sha256 nothing is shared
-    monkeypatch.setattr(warm, "MAX_CACHED_WEIGHTS", 2)
+    first = base_weights.load_base_weights(path, sha)
+    assert base_weights.load_base_weights(path, sha) is first  # parsed once
+    assert base_weights.load_base_weights(path) is not first  # without a sha256 nothing is shared
+    monkeypatch.setattr(base_weights, "MAX_CACHED_WEIGHTS", 2)
     for other in ("1" * 64, "2" * 64):
-        warm.load_base_weights(path, other)
-    assert warm.load_base_weights(path, sha) is not first  # evicted, least recently used first
-    warm.clear()
+        base_weights.load_base_weights(path, other)
+    assert base_weights.load_base_weights(path, sha) is not first  # evicted, least recently used first
+    base_weights.clear()
 
 
 @pytest.mark.parametrize("policy", ["head_only", "until"])

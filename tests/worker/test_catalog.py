@@ -1,6 +1,6 @@
 """The committed catalogue must be exactly what the generator produces from the real models."""
 
-from app.domain import catalog
+from core import catalog
 from worker.training import catalog as generator
 from worker.training.architectures import ARCHS
 

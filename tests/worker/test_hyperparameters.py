@@ -4,7 +4,7 @@ precision, and deterministic mode."""
 import pytest
 import torch
 
-from app.domain.spec import JobSpec
+from core.spec import JobSpec
 from tests.worker.conftest import RecordingLogger, assert_same_numbers, engine_device
 from worker.training import architectures as A
 from worker.training.augment import build_augment

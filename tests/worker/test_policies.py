@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from app.domain.plan import group_learning_rates
-from app.domain.spec import JobSpec
+from core.plan import group_learning_rates
+from core.spec import JobSpec
 from tests.worker.conftest import RecordingLogger
 from worker.training import architectures as A
 from worker.training.checkpoint import load_checkpoint

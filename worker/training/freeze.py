@@ -1,6 +1,6 @@
 """Freezing over block groups: frozen parameters get no gradient and frozen BN keeps its statistics.
 
-Every policy freezes a prefix of the backbone (app.domain.plan.frozen_count says how long, per epoch), so a
+Every policy freezes a prefix of the backbone (core.plan.frozen_count says how long, per epoch), so a
 model's state is "the first `cut` backbone groups are frozen".
 """
 

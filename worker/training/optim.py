@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from app.domain.spec import JobSpec, effective_step
+from core.spec import JobSpec, effective_step
 from worker.training.architectures import get_arch
 
 WARMUP_START = 0.01  # warm-up starts at 1% of each group's rate

@@ -1,7 +1,7 @@
 """The fine-tuning recipe: setup → train (checkpointing every epoch) → final metrics → save → cleanup.
 
-One validated spec drives it (app.domain.spec.JobSpec, the same rules the API applied), and the schedule of
-frozen groups and learning rates is app.domain.plan's, so a job runs exactly the plan its dry run showed.
+One validated spec drives it (core.spec.JobSpec, the same rules the API applied), and the schedule of
+frozen groups and learning rates is core.plan's, so a job runs exactly the plan its dry run showed.
 Metrics leave only through a MetricLogger, so the recipe never knows where numbers go.
 """
 
@@ -14,11 +14,12 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from app.domain.plan import features_cacheable, frozen_count, group_learning_rates
-from app.domain.spec import JobSpec, check_combinations
+from core.plan import features_cacheable, frozen_count, group_learning_rates
+from core.spec import JobSpec, check_combinations
 from worker.training import architectures as A
 from worker.training.artifact import model_config, save_artifact, saved_classes
 from worker.training.augment import build_augment
+from worker.training.base_weights import load_base_weights
 from worker.training.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from worker.training.data import Preprocessing
 from worker.training.device import describe, release_memory, resolve_device
@@ -38,7 +39,6 @@ from worker.training.objective import Objective
 from worker.training.optim import build_optimizer, build_scheduler
 from worker.training.prefix import PrefixInputs
 from worker.training.tensor_cache import TensorCache, cache_key
-from worker.training.warm import load_base_weights
 
 __all__ = ["MetricLogger", "Recipe", "TrainResult", "TrainingCancelled", "run_training"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from app.domain import catalog
+from core import catalog
 from worker.training.architectures import WeightsMismatch, pretrained_weights_enum
 
 

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.domain import catalog
+from core import catalog
 
 DEFAULT_LR_DECAY = 2.6  # ULMFiT's discriminative factor between neighbouring layer groups
 DEFAULT_STEP_GAMMA = 0.1

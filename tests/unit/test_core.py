@@ -3,10 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
-from app.domain import catalog
-from app.domain.plan import frozen_count, group_learning_rates, plan
-from app.domain.spec import InvalidCombination, JobSpec, check_combinations
-from app.domain.states import FINISHED, JobStatus, can_transition
+from core import catalog
+from core.plan import frozen_count, group_learning_rates, plan
+from core.spec import InvalidCombination, JobSpec, check_combinations
+from core.states import FINISHED, JobStatus, can_transition
 
 
 def test_spec_defaults_resolve():

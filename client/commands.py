@@ -1,4 +1,4 @@
-"""`taas datasets|jobs|models|predict`: the API from a terminal, on app.client, with rich progress and tables.
+"""`taas datasets|jobs|models|predict`: the API from a terminal, on client.sdk, with rich progress and tables.
 
 Data (tables, ids, results) goes to stdout; progress bars and the live log of a job go to stderr."""
 
@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from app.client import APIError, Client, TaasError
+from client.sdk import APIError, Client, TaasError
 
 datasets_cli = typer.Typer(help="Datasets: upload, list, show (an API client)", no_args_is_help=True)
 jobs_cli = typer.Typer(help="Fine-tuning jobs: create, watch, list, show, cancel (an API client)",

@@ -7,8 +7,8 @@ the schedule a job runs.
 from functools import cache
 from typing import Any
 
-from app.domain import catalog
-from app.domain.spec import (
+from core import catalog
+from core.spec import (
     Augment,
     BatchNormPolicy,
     FreezePolicy,
