@@ -1,4 +1,5 @@
-"""One typed settings object; nothing else reads os.environ."""
+"""The API process's one settings object (the shared ones from core/settings.py, and the API's own); nothing else
+in the API reads os.environ."""
 
 import ipaddress
 from functools import cache
@@ -6,25 +7,21 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from core.settings import SharedSettings
 
 
-class Settings(BaseSettings):
+class Settings(SharedSettings):
     """API-side settings, read from TAAS_* environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="TAAS_", extra="ignore")
-
-    data_dir: Path = Path("data")
     database_url: str | None = None  # default: SQLite under data_dir
     # Connections per API process for the async reads (app/pg.py); each is held for one statement. PostgreSQL's
     # max_connections must cover this plus the ORM pool (up to 30) for every API process (workers never connect).
     read_pool_size: int = Field(16, ge=1)
-    broker_url: str | None = None  # default: kombu filesystem:// under data_dir
-    queue_name: str = "taas"
     host: str = "127.0.0.1"
     port: int = 8000
     secret_key: str | None = None  # pepper for API-key HMACs; default: generated under data_dir
-    worker_token: str | None = None  # shared with workers; default: generated under data_dir
 
     max_upload_bytes: int = 2 * 1024**3
     min_free_bytes: int = 512 * 1024**2  # storage reserve: writes that would eat into it get 507
@@ -101,11 +98,6 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'taas.db').resolve()}"
-
-    @property
-    def resolved_broker_url(self) -> str:
-        """The broker URL, defaulting to kombu's filesystem transport."""
-        return self.broker_url or "filesystem://"
 
     @property
     def storage_dir(self) -> Path:

@@ -12,7 +12,7 @@ from core.broker import TRAIN_TASK, celery_config
 def _producer() -> Celery:
     s = get_settings()
     app = Celery("taas-api")
-    app.conf.update(celery_config(s.resolved_broker_url, s.data_dir, s.queue_name))
+    app.conf.update(celery_config(s))
     return app
 
 

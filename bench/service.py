@@ -51,6 +51,7 @@ from bench import service_report, service_upload  # noqa: E402
 from bench import service_wrk as wrk  # noqa: E402
 from bench.service_celery import PING_TASK, reply_key  # noqa: E402
 from core.broker import celery_config  # noqa: E402
+from core.settings import SharedSettings  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.factories import dataset_members, write_zip  # noqa: E402
 from tests.procs import Proc, poll, taas, wait_healthy  # noqa: E402
@@ -349,7 +350,8 @@ class Bench:
                           "--concurrency=1", "--without-gossip", "--without-mingle", "-Q", self.raw_queue], "raw",
                          {**self.env(), "TAAS_BENCH_BROKER": REDIS_URL, "TAAS_BENCH_QUEUE": self.raw_queue})
         producer = __import__("celery").Celery("taas-bench-producer")
-        producer.conf.update(celery_config(REDIS_URL, self.tmp, self.raw_queue))
+        producer.conf.update(celery_config(SharedSettings(broker_url=REDIS_URL, data_dir=self.tmp,
+                                                             queue_name=self.raw_queue)))
         spec = {"dataset_id": tiny_ds, **QUEUE_SPEC}
 
         def service_once(timeout: float = 60) -> dict:

@@ -15,13 +15,15 @@ from pathlib import Path
 from celery import Celery
 
 from core.broker import celery_config
+from core.settings import SharedSettings
 
 PING_TASK = "bench.ping"
 BROKER = os.environ.get("TAAS_BENCH_BROKER", "redis://127.0.0.1:6379/0")
 QUEUE = os.environ.get("TAAS_BENCH_QUEUE", "bench-raw")
 
 app = Celery("taas-bench-raw")
-app.conf.update(celery_config(BROKER, Path(tempfile.gettempdir()), QUEUE))
+app.conf.update(celery_config(SharedSettings(broker_url=BROKER, data_dir=Path(tempfile.gettempdir()),
+                                             queue_name=QUEUE)))
 app.conf.task_routes = {PING_TASK: {"queue": QUEUE}}
 
 _redis = None

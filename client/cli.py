@@ -4,6 +4,7 @@ dependencies are installed, so a client-only install (`pip install '.[client]'`)
 no server code."""
 
 import importlib
+import importlib.util
 
 import typer
 
@@ -15,20 +16,15 @@ cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(models_cli, name="models")
 cli.command("predict")(predict)
 
-# Each module has register(cli). Looked up by name, never imported statically: the client depends on no server.
-SERVER_COMMANDS = ("app.cli", "worker.cli")
-PROJECT = ("app", "worker", "core", "client")
+# Each module has register(cli), and joins where the package its commands need is installed (the API's extra brings
+# fastapi, the worker's torch). Looked up by name, never imported statically: the client depends on no server.
+SERVER_COMMANDS = {"app.cli": "fastapi", "worker.cli": "torch"}
 
 
 def _add_server_commands() -> None:
-    for name in SERVER_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if (exc.name or "").split(".")[0] in PROJECT and exc.name != name.split(".")[0]:
-                raise  # a broken import inside the project, not a missing optional install
-            continue
-        module.register(cli)
+    for name, needs in SERVER_COMMANDS.items():
+        if importlib.util.find_spec(name.split(".")[0]) and importlib.util.find_spec(needs):
+            importlib.import_module(name).register(cli)
 
 
 _add_server_commands()

@@ -1,14 +1,16 @@
-"""Celery settings shared by the API (producer) and the worker (consumer); pure, no Celery import."""
+"""The task contract: its name, and the Celery configuration that the API (producer) and the worker (consumer)
+both derive from the shared settings, so they agree on the broker, the queue and the timeouts; no Celery import."""
 
-from pathlib import Path
 from typing import Any
+
+from core.settings import SharedSettings
 
 TRAIN_TASK = "taas.train_job"
 
 
-def celery_config(broker_url: str, data_dir: Path, queue: str, *, max_job_seconds: int = 24 * 3600
-                  ) -> dict[str, Any]:
+def celery_config(settings: SharedSettings) -> dict[str, Any]:
     """Celery configuration for long training jobs."""
+    broker_url, queue, max_job_seconds = settings.resolved_broker_url, settings.queue_name, settings.max_job_seconds
     conf: dict[str, Any] = {
         "broker_url": broker_url,
         "task_default_queue": queue,
@@ -27,7 +29,7 @@ def celery_config(broker_url: str, data_dir: Path, queue: str, *, max_job_second
         "accept_content": ["json"],
     }
     if broker_url.startswith("filesystem"):
-        root = data_dir / "broker"
+        root = settings.data_dir / "broker"
         folders = {name: root / name for name in ("queue", "processed", "control")}
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)

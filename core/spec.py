@@ -13,8 +13,6 @@ from core import catalog
 
 DEFAULT_LR_DECAY = 2.6  # ULMFiT's discriminative factor between neighbouring layer groups
 DEFAULT_STEP_GAMMA = 0.1
-# batch_size × image_size² cap: 128 images of 320 px (or 512 of 160 px) per step is the most a worker takes.
-MAX_BATCH_PIXELS = 128 * 320 * 320
 
 
 class InvalidCombination(ValueError):
@@ -216,9 +214,6 @@ def _combination_errors(spec: JobSpec) -> list[tuple[str, str]]:
     refuse(hp.nesterov and hp.optimizer != Optimizer.sgd, "hyperparameters.nesterov",
            f"nesterov is only meaningful with optimizer 'sgd', not {hp.optimizer.value!r}")
     refuse(hp.nesterov and hp.momentum == 0, "hyperparameters.nesterov", "nesterov needs momentum > 0")
-    refuse(hp.batch_size * hp.image_size**2 > MAX_BATCH_PIXELS, "hyperparameters.batch_size",
-           f"batch_size × image_size² is {hp.batch_size * hp.image_size**2}, above the limit of {MAX_BATCH_PIXELS} "
-           f"(e.g. 128 images of 320 px): lower one of them")
     return errors
 
 
@@ -228,3 +223,20 @@ def check_combinations(spec: JobSpec) -> None:
     if errors:
         field, message = errors[0]
         raise InvalidCombination(message, field=field)
+
+
+class SpecTooLarge(ValueError):
+    """One batch (batch_size × image_size² pixels) is over the worker's memory budget."""
+
+    def __init__(self, pixels: int, limit: int):
+        super().__init__(f"batch_size * image_size^2 is {pixels} pixels per batch, over the {limit} limit; "
+                         "lower batch_size or image_size")
+        self.pixels, self.limit = pixels, limit
+
+
+def check_batch_pixels(spec: JobSpec, limit: int) -> None:
+    """Raise SpecTooLarge when one batch is over limit: TAAS_MAX_BATCH_PIXELS, the API's setting, which refuses
+    the spec at submit (422 spec_too_large) and sends the same number to the worker with the claim."""
+    pixels = spec.hyperparameters.batch_size * spec.hyperparameters.image_size**2
+    if pixels > limit:
+        raise SpecTooLarge(pixels, limit)

@@ -8,8 +8,7 @@ from worker.config import get_worker_settings
 
 _s = get_worker_settings()
 app = Celery("taas-worker")
-app.conf.update(celery_config(_s.broker_url or "filesystem://", _s.data_dir, _s.queue_name,
-                              max_job_seconds=_s.max_job_seconds))
+app.conf.update(celery_config(_s))
 
 
 @app.task(name=TRAIN_TASK, ignore_result=True)

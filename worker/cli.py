@@ -2,18 +2,11 @@
 safetensors, which needs torch and so runs here (`taas weights import`, on the API side, calls it as
 `python -m worker.cli convert-weights` and registers the file it writes)."""
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import typer
-
-# Where the worker's dependencies are missing (a client-only install) these commands do not exist: `taas` leaves
-# them out (client/cli.py skips a module whose import fails for a missing dependency).
-for _needed in ("celery", "torch"):
-    if importlib.util.find_spec(_needed) is None:
-        raise ImportError(f"the worker needs {_needed} (pip install '.[worker]')", name=_needed)
 
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 commands = typer.Typer(help="taas worker commands", no_args_is_help=True, add_completion=False)

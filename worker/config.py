@@ -1,25 +1,19 @@
-"""Worker settings: a worker needs only the broker URL, the API URL and the worker token."""
+"""The worker process's one settings object: a worker needs only the broker URL, the API URL and the worker token
+(the shared settings, core/settings.py, and the worker's own)."""
 
 from functools import cache
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from core.settings import SharedSettings
 
 
-class WorkerSettings(BaseSettings):
-    """Read from TAAS_* environment variables."""
+class WorkerSettings(SharedSettings):
+    """Read from TAAS_* environment variables (data_dir matters only for the embedded filesystem broker)."""
 
-    model_config = SettingsConfigDict(env_prefix="TAAS_", extra="ignore")
-
-    broker_url: str | None = None  # default: the embedded filesystem broker under data_dir
     api_url: str = "http://127.0.0.1:8000"
-    worker_token: str = ""
-    queue_name: str = "taas"
-    data_dir: Path = Path("data")  # only for the embedded filesystem broker
     cache_dir: Path | None = None  # dataset and weights cache (default: data_dir/worker-cache)
     cache_max_bytes: int = 20 * 1024**3
     worker_name: str | None = None
-    max_job_seconds: int = 24 * 3600
     http_retry_seconds: float = 300.0  # how long posts are retried while the API is unreachable
     # Fault injection for tests, honoured only when testing is on: a job whose seed equals fault_seed meets
     # fault_action after epoch fault_epoch is stored (0: after the first epoch of every attempt).

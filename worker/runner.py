@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.spec import SpecTooLarge
 from worker import shutdown
 from worker.cache import BlobCache
 from worker.client import ApiError, InternalClient, StaleAttempt
@@ -124,7 +125,7 @@ def _client() -> InternalClient:
     if pid not in _clients:
         s = get_worker_settings()
         _clients.clear()
-        _clients[pid] = InternalClient(s.api_url, s.worker_token, retry_seconds=s.http_retry_seconds)
+        _clients[pid] = InternalClient(s.api_url, s.worker_token or "", retry_seconds=s.http_retry_seconds)
     return _clients[pid]
 
 
@@ -167,7 +168,8 @@ def _run_claimed(client: InternalClient, claim: dict[str, Any], cache: BlobCache
                 client.post(f"{path}/release", {"attempt": attempt})
             else:
                 log.exception("job %s failed", job_id)
-                code = "invalid_spec" if isinstance(exc, ValueError) else "training_error"
+                code = ("spec_too_large" if isinstance(exc, SpecTooLarge) else
+                        "invalid_spec" if isinstance(exc, ValueError) else "training_error")
                 client.post(f"{path}/fail", {"attempt": attempt, "code": code,
                                              "message": f"{type(exc).__name__}: {exc}"})
         except StaleAttempt:
@@ -213,7 +215,7 @@ def _train(client: InternalClient, claim: dict[str, Any], cache: BlobCache, hb: 
                               checkpoint_dir=tmp_path / "checkpoints", resume_from=resume,
                               on_checkpoint=logger.on_checkpoint, dataset_sha256=ds["sha256"],
                               weights_sha256=weights_sha, feature_cache_dir=cache_root / "features",
-                              image_cache_dir=cache_root / "images")
+                              image_cache_dir=cache_root / "images", max_batch_pixels=claim.get("max_batch_pixels"))
         if hb.lost.is_set():
             raise StaleAttempt(409, "stale_attempt", "lease lost during training")
         for fmt, name in (("safetensors", "model.safetensors"), ("config", "config.json")):

@@ -67,6 +67,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> dict[str, Any]:
              message="the job's dataset was deleted")
         raise Conflict("the job's dataset is gone", code="job_not_claimable")
     return {"job_id": job_id, "attempt": attempt, "spec": job.spec,
+            "max_batch_pixels": get_settings().max_batch_pixels,  # the cap the spec was accepted under
             "dataset": {"id": ds.id, "sha256": ds.sha256, "classes": ds.classes},
             "weights": weights, "heartbeat_seconds": get_settings().lease_seconds / 4,
             "checkpoint": ({"epoch": job.checkpoint_epoch, "sha256": job.checkpoint_sha256}

@@ -20,7 +20,7 @@ from app.models import BaseWeights, Job, JobEvent, JobMetric, Model, utcnow
 from app.pagination import page
 from core.ids import new_id
 from core.plan import plan
-from core.spec import InvalidCombination, JobSpec, check_combinations
+from core.spec import InvalidCombination, JobSpec, SpecTooLarge, check_batch_pixels, check_combinations
 from core.states import FINISHED, DatasetStatus, JobStatus
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,11 @@ def check_spec(spec: JobSpec) -> None:
 
 def check_worker_budget(spec: JobSpec) -> None:
     """422 spec_too_large when one batch (batch_size * image_size^2 pixels) would exhaust a worker's memory."""
-    hp, limit = spec.hyperparameters, get_settings().max_batch_pixels
-    pixels = hp.batch_size * hp.image_size**2
-    if pixels > limit:
-        raise Invalid(f"batch_size * image_size^2 is {pixels} pixels per batch, over the {limit} limit; "
-                      "lower batch_size or image_size", code="spec_too_large",
-                      details={"batch_pixels": pixels, "limit": limit})
+    try:
+        check_batch_pixels(spec, get_settings().max_batch_pixels)
+    except SpecTooLarge as exc:
+        raise Invalid(str(exc), code="spec_too_large", details={"batch_pixels": exc.pixels, "limit": exc.limit}
+                      ) from None
 
 
 def dry_run(*, session: Session, tenant: str, spec: JobSpec) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ROOT, free_port
 
 SERVER_ONLY = ("fastapi", "sqlalchemy", "celery", "asyncpg", "onnxruntime", "uvicorn", "torch", "torchvision",
-               "pydantic_settings", "psycopg", "alembic")
+               "psycopg", "alembic", "redis", "sse_starlette", "structlog")
 PACKAGES = ("core", "client", "app", "worker")
 
 

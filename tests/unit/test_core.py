@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from core import catalog
 from core.plan import frozen_count, group_learning_rates, plan
-from core.spec import InvalidCombination, JobSpec, check_combinations
+from core.spec import InvalidCombination, JobSpec, SpecTooLarge, check_batch_pixels, check_combinations
 from core.states import FINISHED, JobStatus, can_transition
 
 
@@ -105,13 +105,27 @@ def test_every_documented_field_has_a_default():
     ({"hyperparameters": {"gamma": 0.5}}, "hyperparameters.gamma"),
     ({"hyperparameters": {"optimizer": "adam", "nesterov": True}}, "hyperparameters.nesterov"),
     ({"hyperparameters": {"optimizer": "sgd", "momentum": 0, "nesterov": True}}, "hyperparameters.nesterov"),
-    ({"hyperparameters": {"batch_size": 512, "image_size": 512}}, "hyperparameters.batch_size"),
 ])
 def test_meaningless_combinations_are_refused(sections, field):
     spec = _spec(**sections)  # each field is valid on its own
     with pytest.raises(InvalidCombination) as info:
         check_combinations(spec)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("batch_size,image_size,limit,refused", [
+    (512, 512, 256 * 224 * 224, True), (256, 224, 256 * 224 * 224, False), (256, 224, 256 * 224 * 224 - 1, True)])
+def test_a_batch_over_the_cap_is_refused_by_the_one_rule(batch_size, image_size, limit, refused):
+    """One rule (core.spec.check_batch_pixels) for one setting (TAAS_MAX_BATCH_PIXELS): the API applies it at
+    submit and the worker with the value the claim sends; the combinations check no longer has its own cap."""
+    spec = _spec(hyperparameters={"batch_size": batch_size, "image_size": image_size})
+    check_combinations(spec)
+    if refused:
+        with pytest.raises(SpecTooLarge) as info:
+            check_batch_pixels(spec, limit)
+        assert info.value.pixels == batch_size * image_size**2 and info.value.limit == limit
+    else:
+        check_batch_pixels(spec, limit)
 
 
 def test_meaningful_combinations_pass():

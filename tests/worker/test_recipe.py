@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from core.spec import SpecTooLarge
 from tests.worker.conftest import CLASSES, RecordingLogger, assert_same_numbers, on_gpu, write_archive
 from worker.training import architectures as A
 from worker.training.artifact import load_model, predict
@@ -113,6 +114,13 @@ def test_same_spec_and_seed_give_identical_metrics(trained, squares, make_spec, 
 def test_invalid_specs_are_refused_before_any_work(make_spec, sections, match):
     with pytest.raises(ValueError, match=match):
         Recipe(make_spec(**sections), logger=RecordingLogger())
+
+
+def test_the_claims_batch_pixel_cap_is_applied_before_any_work(make_spec):
+    spec = make_spec(hyperparameters={"batch_size": 64, "image_size": 64})
+    Recipe(spec, logger=RecordingLogger(), max_batch_pixels=64 * 64 * 64)
+    with pytest.raises(SpecTooLarge, match="over the 262143 limit"):
+        Recipe(spec, logger=RecordingLogger(), max_batch_pixels=64 * 64 * 64 - 1)
 
 
 def test_weights_path_must_match_the_spec(squares, make_spec, tmp_path):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from core.plan import features_cacheable, frozen_count, group_learning_rates
-from core.spec import JobSpec, check_combinations
+from core.spec import JobSpec, check_batch_pixels, check_combinations
 from worker.training import architectures as A
 from worker.training.artifact import model_config, save_artifact, saved_classes
 from worker.training.augment import build_augment
@@ -70,9 +70,12 @@ def _threads() -> int:
 class Recipe:
     """One fine-tuning run; every spec check happens in __init__, before any work."""
 
-    def __init__(self, spec: dict, *, logger: MetricLogger, should_stop: Callable[[], bool] = lambda: False):
+    def __init__(self, spec: dict, *, logger: MetricLogger, should_stop: Callable[[], bool] = lambda: False,
+                 max_batch_pixels: int | None = None):
         self.spec = JobSpec.model_validate(spec)
         check_combinations(self.spec)
+        if max_batch_pixels is not None:  # the API's TAAS_MAX_BATCH_PIXELS, sent with the claim
+            check_batch_pixels(self.spec, max_batch_pixels)
         self.arch, self.weights = self.spec.base_model.arch, self.spec.base_model.weights
         A.get_arch(self.arch)
         self.hp, self.freeze = self.spec.hyperparameters, self.spec.freeze
@@ -285,7 +288,7 @@ def run_training(*, spec: dict, archive_path: Path, manifest: dict, weights_path
                  on_checkpoint: Callable[[int, Path], None] | None = None,
                  dataset_sha256: str | None = None, weights_sha256: str | None = None,
                  feature_cache_dir: Path | None = None, image_cache_dir: Path | None = None,
-                 cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES) -> TrainResult:
+                 cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES, max_batch_pixels: int | None = None) -> TrainResult:
     """Fine-tune as the spec says and save the best epoch's model into out_dir.
 
     With checkpoint_dir, each epoch's checkpoint is written there (then on_checkpoint(epoch, path) is called)
@@ -293,7 +296,7 @@ def run_training(*, spec: dict, archive_path: Path, manifest: dict, weights_path
     decoded images are cached across jobs in image_cache_dir, and with weights_sha256 (the sha256 of the file at
     weights_path) or a random init, frozen-backbone features in feature_cache_dir; each capped at cache_max_bytes.
     """
-    recipe = Recipe(spec, logger=logger, should_stop=should_stop)
+    recipe = Recipe(spec, logger=logger, should_stop=should_stop, max_batch_pixels=max_batch_pixels)
     caches = {name: TensorCache(Path(d), cache_max_bytes) if d is not None else None
               for name, d in (("image_cache", image_cache_dir), ("feature_cache", feature_cache_dir))}
     try:
