@@ -93,3 +93,27 @@ def embedded_serve(tmp: Path, timeout: float = 120, **env: str) -> Iterator[tupl
         yield url, data, serve
     finally:
         serve.stop(signal.SIGTERM)
+
+
+@contextmanager
+def app_in_thread() -> Iterator[tuple[str, int]]:
+    """create_app() under the current settings on a real port, served by uvicorn in a thread of this process (no
+    lifespan: the test's TestClient runs one): (host, port)."""
+    import threading
+
+    import uvicorn
+
+    from app.main import create_app
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        poll(lambda: server.started, 20, "uvicorn to start", interval=0.05)
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

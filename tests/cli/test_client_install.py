@@ -6,13 +6,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.procs import app_in_thread
 
 SERVER_ONLY = ("fastapi", "sqlalchemy", "celery", "asyncpg", "onnxruntime", "uvicorn", "torch", "torchvision",
                "psycopg", "alembic", "redis", "sse_starlette", "structlog")
@@ -63,22 +63,9 @@ def test_taas_help_lists_the_client_commands_and_no_server_command(venv):
 
 @pytest.fixture(scope="module")
 def live(client) -> Iterator[str]:  # noqa: ANN001  (the in-process app's settings and database)
-    """The API on a real port (uvicorn in a thread), for the installed client to call."""
-    import uvicorn
-
-    from app.main import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, name="uvicorn-client-install", daemon=True)
-    thread.start()
-    from tests.api.conftest import wait_for
-
-    wait_for(lambda: server.started, timeout=20)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    """The API on a real port, for the installed client to call."""
+    with app_in_thread() as (host, port):
+        yield f"http://{host}:{port}"
 
 
 def test_the_client_commands_work_against_a_live_api(venv, live, ready_dataset, auth):

@@ -1,6 +1,5 @@
 """Security tests: a module-scoped API client with low limits, so hostile input is cheap to build and to refuse."""
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import auth, make_key, ready_dataset, upload, wait_for  # noqa: F401
-from tests.conftest import free_port, reset_caches
+from tests.conftest import reset_caches
+from tests.procs import app_in_thread
 
 MiB = 1024**2
 LIMITS = {
@@ -42,19 +42,8 @@ def client(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Te
 @pytest.fixture(scope="module")
 def server(client: TestClient) -> Iterator[tuple[str, int]]:
     """A real uvicorn server in this process (same settings and database as client), for raw-socket tests."""
-    import uvicorn
-
-    from app.main import create_app
-
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
-                                        lifespan="off"))
-    thread = threading.Thread(target=srv.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    wait_for(lambda: srv.started, timeout=20)
-    yield "127.0.0.1", port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_in_thread() as address:
+        yield address
 
 
 def storage_root() -> Path:
