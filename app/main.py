@@ -25,7 +25,7 @@ from app.basemodels import router as base_models
 from app.config import get_settings
 from app.datasets import router as datasets
 from app.datasets.service import resume_processing
-from app.errors import TaasError
+from app.errors import CODES, TaasError
 from app.internal import router as internal
 from app.jobs import router as jobs
 from app.keys import router as keys
@@ -58,10 +58,11 @@ async def lifespan(app: FastAPI):
         await anyio.to_thread.run_sync(sender.join, get_settings().webhook_timeout_seconds + 5)
 
 
-def _error(status: int, code: str, message: str, details: dict | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}}, status_code=status,
-                        headers=headers)
+def _error(code: str, message: str, details: dict | None = None, headers: dict[str, str] | None = None, *,
+           status: int | None = None) -> JSONResponse:
+    """The contract's error body for a registered code, with the registry's status (http_error carries its own)."""
+    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}},
+                        status_code=status or CODES[code].status, headers=headers)
 
 
 def allowed_methods(router: APIRouter, path: str) -> str:
@@ -175,30 +176,30 @@ def create_app() -> FastAPI:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
                   for e in exc.errors()]
-        return _error(422, "validation_error", "the request is invalid", {"errors": errors})
+        return _error("validation_error", "the request is invalid", {"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's words
             why = "is nested too deeply" if isinstance(exc.__cause__, RecursionError) else "is not valid JSON"
-            return _error(422, "invalid_json", f"the request body {why}")
+            return _error("invalid_json", f"the request body {why}")
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code,
                                                                                           "http_error")
         headers = dict(exc.headers or {})  # Allow on a 405, say: the body is ours, the headers stay Starlette's
         if exc.status_code == 405 and (allowed := allowed_methods(request.app.router, request.url.path)):
             headers["Allow"] = allowed
-        return _error(exc.status_code, code, str(exc.detail), headers=headers or None)
+        return _error(code, str(exc.detail), headers=headers or None, status=exc.status_code)
 
     @app.exception_handler(DataError)
     @app.exception_handler(asyncpg.DataError)  # the same refusal on app.pg's reads
     async def _data(_: Request, exc: Exception) -> JSONResponse:
         # The database refused a value the client sent (a NUL character in a string, say): input, not a bug.
         log.warning("database refused a request value: %s", getattr(exc, "orig", exc))
-        return _error(422, "invalid_request", "the request contains a value that cannot be stored or searched for")
+        return _error("invalid_request", "the request contains a value that cannot be stored or searched for")
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return _error(500, "internal_error", "internal server error")
+        return _error("internal_error", "internal server error")
 
     return app

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import error_record
 from tests.servers import free_port as free_port  # re-exported: tests import it from here
 from tests.servers import private_servers
 
@@ -24,6 +25,8 @@ _servers = ExitStack()  # the private servers of this run, if any
 atexit.register(_servers.close)
 _urls: tuple[str, str] | None = None  # (PostgreSQL admin URL, Redis URL), once known
 _summary = ""
+error_record.install()  # every in-process app records its error answers (tests/contract/test_error_codes.py)
+LAST = "tests/contract/test_error_codes.py::test_each_public_route_declares_the_codes_it_answers"
 
 
 def servers() -> tuple[str, str]:
@@ -52,6 +55,13 @@ def __getattr__(name: str) -> str:
     if name == "REDIS_URL":
         return servers()[1]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The error-code check judges what the rest of the run recorded: it runs last."""
+    last = [i for i in items if i.nodeid == LAST]
+    items[:] = [i for i in items if i.nodeid != LAST] + last
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -43,7 +43,8 @@ def _read(session: Session, aliases: list[Alias]) -> list[AliasRead]:
             for a in aliases if a.model_id in found]
 
 
-@router.get("", response_model=AliasPage, summary="List aliases by name", responses=errors())
+@router.get("", response_model=AliasPage, summary="List aliases by name",
+            responses=errors("validation_error", "invalid_request"))
 def list_aliases(principal: Reader, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                  after: Annotated[str | None, Query(max_length=100, examples=["production"])] = None) -> AliasPage:
     rows, more = service.list_aliases(session=session, tenant=principal.tenant, limit=limit, after=after)
@@ -52,14 +53,14 @@ def list_aliases(principal: Reader, session: SessionDep, limit: Annotated[int, Q
 
 @router.put("/{name}", response_model=AliasRead, summary="Point an alias at a model (atomic; 201 when created)",
             responses={201: {"model": AliasRead, "description": "The alias was created"},
-                       **errors("model_not_found")})
+                       **errors("validation_error", "invalid_json", "model_not_found")})
 def put_alias(name: Name, body: AliasPut, principal: Writer, session: SessionDep) -> JSONResponse:
     alias, created = service.put_alias(session=session, tenant=principal.tenant, name=name, model_id=body.model_id)
     return JSONResponse(_read(session, [alias])[0].model_dump(mode="json"), status_code=201 if created else 200)
 
 
 @router.get("/{name}", response_model=AliasRead, summary="The model an alias points to, with its sha256",
-            responses=errors("alias_not_found", "model_not_found"))
+            responses=errors("validation_error", "alias_not_found", "model_not_found"))
 def get_alias(name: Name, principal: Reader, session: SessionDep) -> AliasRead:
     alias = service.get_alias(session=session, tenant=principal.tenant, name=name)
     found = _read(session, [alias])
@@ -69,14 +70,14 @@ def get_alias(name: Name, principal: Reader, session: SessionDep) -> AliasRead:
 
 
 @router.delete("/{name}", status_code=204, summary="Delete an alias (its history stays)",
-               responses=errors("alias_not_found"))
+               responses=errors("validation_error", "alias_not_found"))
 def delete_alias(name: Name, principal: Writer, session: SessionDep) -> Response:
     service.delete_alias(session=session, tenant=principal.tenant, name=name)
     return Response(status_code=204)
 
 
 @router.get("/{name}/history", response_model=AliasHistory, summary="An alias's moves, newest first",
-            responses=errors("alias_not_found"))
+            responses=errors("validation_error", "alias_not_found"))
 def alias_history(name: Name, principal: Reader, session: SessionDep,
                   limit: Annotated[int, Query(ge=1, le=100)] = 20,
                   before: Annotated[int | None, Query(ge=1, le=INT4_MAX,
@@ -89,7 +90,8 @@ def alias_history(name: Name, principal: Reader, session: SessionDep,
 @router.get("/{name}/artifacts/{fmt}", summary="Download an artifact of the alias's model (ETag: its sha256)",
             description="Poll with If-None-Match: 304 until the alias moves to a model with other bytes.",
             response_class=Response, responses={**DOWNLOAD_RESPONSES,
-                                                **errors("alias_not_found", "model_not_found", "artifact_not_found",
+                                                **errors("validation_error", "alias_not_found", "model_not_found",
+                                                         "artifact_not_found",
                                                          "range_not_satisfiable")})
 def download_artifact(name: Name, fmt: FORMAT, principal: Reader, session: SessionDep, request: Request,
                       if_none_match: IfNoneMatch = None, range: RangeHeader = None, if_range: IfRange = None
@@ -101,7 +103,8 @@ def download_artifact(name: Name, fmt: FORMAT, principal: Reader, session: Sessi
 
 @router.post("/{name}/predict", response_model=PredictRead, summary="Predict with the alias's model",
              openapi_extra=PREDICT_BODY, description=PREDICT_DESCRIPTION,
-             responses=errors("alias_not_found", "model_not_found", "onnx_unavailable", "preprocessing_unavailable",
+             responses=errors("validation_error", "alias_not_found", "model_not_found", "onnx_unavailable",
+                              "preprocessing_unavailable",
                               "upload_too_large", "too_many_images", "invalid_upload", "bad_image", "server_busy"))
 async def predict_alias(name: Name, request: Request, principal: Reader, top_k: TopK = 5) -> PredictRead:
     # Async for the same reasons as POST /v1/models/{model_id}/predict.

@@ -14,7 +14,7 @@ from app.db import get_sessionmaker
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
 from app.errors import Invalid
 from app.idempotency import body_hash, run_idempotent
-from app.openapi import BINARY, ERROR_RESPONSES, multipart
+from app.openapi import BINARY, ERROR_RESPONSES, errors, multipart
 from app.schemas import Out, Page, Stamp
 from app.storage import get_storage
 from core.ids import new_id
@@ -42,7 +42,9 @@ class BaseModelRead(Out):
                                       "arch": {"type": "string", "description": "an architecture of the catalogue"},
                                       "name": {"type": "string", "maxLength": 200}},
                                      required=["file", "arch"],
-                                     example={"file": "<backbone.safetensors bytes>", "arch": "resnet18"}))
+                                     example={"file": "<backbone.safetensors bytes>", "arch": "resnet18"}),
+             responses=errors("validation_error", "invalid_upload", "invalid_name",
+                              "upload_too_large", "unknown_arch", "invalid_safetensors", "weights_mismatch"))
 async def upload_base_model(request: Request, principal: Writer, idempotency_key: IdempotencyKey = None
                             ) -> JSONResponse:
     """Names and shapes are checked against the catalogue; the first mismatch is named. Never unpickled."""
@@ -75,19 +77,22 @@ async def upload_base_model(request: Request, principal: Writer, idempotency_key
     return JSONResponse(body, status_code=status)
 
 
-@router.get("", response_model=Page[BaseModelRead], summary="List base models (yours and the imported ones)")
+@router.get("", response_model=Page[BaseModelRead], summary="List base models (yours and the imported ones)",
+            responses=errors("validation_error", "invalid_request"))
 def list_base_models(principal: Reader, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                      after: str | None = None) -> Page[BaseModelRead]:
     rows, more = service.list_base_models(session=session, tenant=principal.tenant, limit=limit, after=after)
     return Page(data=[BaseModelRead.model_validate(r) for r in rows], has_more=more)
 
 
-@router.get("/{bm_id}", response_model=BaseModelRead, summary="Get a base model")
+@router.get("/{bm_id}", response_model=BaseModelRead, summary="Get a base model",
+            responses=errors("invalid_request", "base_model_not_found"))
 def get_base_model(bm_id: str, principal: Reader, session: SessionDep) -> BaseModelRead:
     return BaseModelRead.model_validate(service.get_base_model(session=session, tenant=principal.tenant, bm_id=bm_id))
 
 
-@router.delete("/{bm_id}", status_code=204, summary="Delete your base model (409 while a job uses it)")
+@router.delete("/{bm_id}", status_code=204, summary="Delete your base model (409 while a job uses it)",
+               responses=errors("invalid_request", "base_model_not_found", "base_model_in_use"))
 def delete_base_model(bm_id: str, principal: Writer, session: SessionDep) -> Response:
     service.delete_base_model(session=session, tenant=principal.tenant, bm_id=bm_id)
     return Response(status_code=204)

@@ -13,8 +13,9 @@ from app.datasets.schemas import DatasetRead
 from app.datasets.upload import receive_upload
 from app.db import get_sessionmaker
 from app.deps import IdempotencyKey, Reader, SessionDep, Writer
+from app.errors import ARCHIVE_CODES
 from app.idempotency import body_hash, run_idempotent
-from app.openapi import BINARY, ERROR_RESPONSES, multipart
+from app.openapi import BINARY, ERROR_RESPONSES, errors, multipart
 from app.schemas import Page
 from app.storage import get_storage
 from core.ids import new_id
@@ -26,7 +27,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RES
              summary="Upload a dataset archive (multipart: file, optional name)",
              openapi_extra=multipart({"file": {**BINARY, "description": "a zip or tar(.gz) archive"},
                                       "name": {"type": "string", "maxLength": 200}},
-                                     required=["file"], example={"file": "<pets.zip bytes>", "name": "pets"}))
+                                     required=["file"], example={"file": "<pets.zip bytes>", "name": "pets"}),
+             responses=errors("validation_error", "invalid_upload", "invalid_name",
+                              "upload_too_large", "quota_exceeded", "insufficient_storage", "idempotency_mismatch",
+                              "idempotency_in_progress", *ARCHIVE_CODES))
 async def upload_dataset(request: Request, principal: Writer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Async so the size cap bites mid-stream; blocking work runs in threads."""
     dataset_id = new_id("ds")
@@ -60,19 +64,22 @@ async def upload_dataset(request: Request, principal: Writer, idempotency_key: I
     return JSONResponse(body, status_code=status)
 
 
-@router.get("", response_model=Page[DatasetRead], summary="List datasets, newest first")
+@router.get("", response_model=Page[DatasetRead], summary="List datasets, newest first",
+            responses=errors("validation_error", "invalid_request"))
 def list_datasets(principal: Reader, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                   after: str | None = None) -> Page[DatasetRead]:
     rows, more = service.list_datasets(session=session, tenant=principal.tenant, limit=limit, after=after)
     return Page(data=[DatasetRead.of(r) for r in rows], has_more=more)
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, summary="Get a dataset")
+@router.get("/{dataset_id}", response_model=DatasetRead, summary="Get a dataset",
+            responses=errors("invalid_request", "dataset_not_found"))
 def get_dataset(dataset_id: str, principal: Reader, session: SessionDep) -> DatasetRead:
     return DatasetRead.of(service.get_dataset(session=session, tenant=principal.tenant, dataset_id=dataset_id))
 
 
-@router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset (409 while a job uses it)")
+@router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset (409 while a job uses it)",
+               responses=errors("invalid_request", "dataset_not_found", "dataset_in_use"))
 def delete_dataset(dataset_id: str, principal: Writer, session: SessionDep) -> Response:
     service.delete_dataset(session=session, tenant=principal.tenant, dataset_id=dataset_id)
     return Response(status_code=204)

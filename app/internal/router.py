@@ -192,7 +192,7 @@ def dataset_archive(dataset_id: str, session: SessionDep) -> FileResponse:
 def dataset_manifest(dataset_id: str, session: SessionDep) -> FileResponse:
     ds = _dataset(session, dataset_id)
     if ds.manifest_key is None:
-        raise NotFound("dataset has no manifest yet", code="dataset_not_ready")
+        raise NotFound("dataset has no manifest yet", code="manifest_not_found")
     return FileResponse(get_storage().path(ds.manifest_key), media_type="application/json")
 
 

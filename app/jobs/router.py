@@ -14,7 +14,7 @@ from app.errors import NotFound
 from app.idempotency import body_hash, run_idempotent
 from app.jobs import service, stream
 from app.jobs.schemas import DryRunRead, EventPage, EventRead, JobRead, MetricList, MetricRead, job_json
-from app.openapi import ERROR_RESPONSES
+from app.openapi import ERROR_RESPONSES, errors
 from app.schemas import Page
 from core.limits import INT4_MAX
 from core.spec import JobSpec
@@ -25,7 +25,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 @router.post("", status_code=201, response_model=JobRead, summary="Submit a fine-tuning job",
              responses={200: {"model": DryRunRead, "description": "With `dry_run=true`: the resolved spec and the "
-                              "per-block-group plan; nothing is stored or queued"}})
+                              "per-block-group plan; nothing is stored or queued"},
+                        **errors("validation_error", "invalid_json", "request_too_large",
+                                 "dataset_not_found", "dataset_not_ready", "invalid_combination", "spec_too_large",
+                                 "weights_unavailable", "quota_exceeded", "idempotency_mismatch",
+                                 "idempotency_in_progress")})
 async def create_job(spec: JobSpec, principal: Writer, idempotency_key: IdempotencyKey = None,
                      dry_run: bool = False) -> Any:
     # async, and without the session dependency (its setup and teardown cost as much as the dry run's own work):
@@ -56,7 +60,8 @@ def _submit(tenant: str, spec: JobSpec, idempotency_key: str | None) -> tuple[in
                               body_sha256=body_hash(spec.model_dump_json()), create=make)
 
 
-@router.get("", response_model=Page[JobRead], summary="List jobs, newest first")
+@router.get("", response_model=Page[JobRead], summary="List jobs, newest first",
+            responses=errors("validation_error", "invalid_request"))
 def list_jobs(principal: Reader, session: SessionDep, status: JobStatus | None = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None) -> Page[JobRead]:
     rows, more = service.list_jobs(session=session, tenant=principal.tenant, status=status, limit=limit,
@@ -64,7 +69,8 @@ def list_jobs(principal: Reader, session: SessionDep, status: JobStatus | None =
     return Page(data=[JobRead.of(r) for r in rows], has_more=more)
 
 
-@router.get("/{job_id}", response_model=JobRead, summary="Get a job")
+@router.get("/{job_id}", response_model=JobRead, summary="Get a job",
+            responses=errors("invalid_request", "job_not_found"))
 @demands("read")
 async def get_job(job_id: str, request: Request) -> Response:
     # The hottest read (dashboards poll it): async, its JSON written once (job_json, JobRead's document) rather
@@ -86,12 +92,14 @@ def _get_job_sync(tenant: str, job_id: str) -> JobRead:
         return JobRead.of(service.get_job(session=session, tenant=tenant, job_id=job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobRead, summary="Cancel a job (409 when finished)")
+@router.post("/{job_id}/cancel", response_model=JobRead, summary="Cancel a job (409 when finished)",
+             responses=errors("invalid_request", "job_not_found", "job_finished"))
 def cancel_job(job_id: str, principal: Writer, session: SessionDep) -> JobRead:
     return JobRead.of(service.cancel_job(session=session, tenant=principal.tenant, job_id=job_id))
 
 
-@router.delete("/{job_id}", status_code=204, summary="Delete a finished job")
+@router.delete("/{job_id}", status_code=204, summary="Delete a finished job",
+               responses=errors("invalid_request", "job_not_found", "job_not_finished"))
 def delete_job(job_id: str, principal: Writer, session: SessionDep) -> Response:
     service.delete_job(session=session, tenant=principal.tenant, job_id=job_id)
     return Response(status_code=204)
@@ -103,7 +111,8 @@ EVENT_STREAM = {"description": "With `Accept: text/event-stream`: the events liv
 
 
 @router.get("/{job_id}/events", response_model=EventPage, summary="The job's events, oldest first; live as SSE",
-            responses={200: EVENT_STREAM, 204: {"description": "Stream only: the job has finished and sent all"}})
+            responses={200: EVENT_STREAM, 204: {"description": "Stream only: the job has finished and sent all"},
+                       **errors("validation_error", "invalid_request", "job_not_found")})
 def list_events(job_id: str, request: Request, principal: Reader, session: SessionDep,
                 after_seq: Annotated[int, Query(ge=0, le=INT4_MAX)] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -116,7 +125,8 @@ def list_events(job_id: str, request: Request, principal: Reader, session: Sessi
     return EventPage(data=[EventRead.model_validate(r) for r in rows], has_more=more)
 
 
-@router.get("/{job_id}/metrics", response_model=MetricList, summary="One row per epoch")
+@router.get("/{job_id}/metrics", response_model=MetricList, summary="One row per epoch",
+            responses=errors("invalid_request", "job_not_found"))
 def list_metrics(job_id: str, principal: Reader, session: SessionDep) -> MetricList:
     rows = service.list_metrics(session=session, tenant=principal.tenant, job_id=job_id)
     return MetricList(data=[MetricRead.model_validate(r) for r in rows])

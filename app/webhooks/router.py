@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RES
 
 @router.post("", status_code=201, response_model=WebhookCreated,
              summary="Subscribe a URL to job events (the signing secret is shown in this answer only)",
-             responses=errors("invalid_webhook_url", "webhook_url_forbidden", "webhook_url_unresolvable",
+             responses=errors("validation_error", "invalid_webhook_url", "webhook_url_forbidden",
+                              "webhook_url_unresolvable",
                               "quota_exceeded", "idempotency_mismatch", "idempotency_in_progress"))
 def create_webhook(body: WebhookCreate, principal: Admin, session: SessionDep,
                    idempotency_key: IdempotencyKey = None) -> Any:
@@ -33,7 +34,7 @@ def create_webhook(body: WebhookCreate, principal: Admin, session: SessionDep,
 
 
 @router.get("", response_model=Page[WebhookRead], summary="List webhook endpoints, newest first",
-            responses=errors())
+            responses=errors("validation_error", "invalid_request"))
 def list_webhooks(principal: Reader, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                   after: str | None = None) -> Page[WebhookRead]:
     rows, more = service.list_endpoints(session=session, tenant=principal.tenant, limit=limit, after=after)
@@ -41,14 +42,14 @@ def list_webhooks(principal: Reader, session: SessionDep, limit: Annotated[int, 
 
 
 @router.get("/{webhook_id}", response_model=WebhookRead, summary="Get a webhook endpoint (without its secret)",
-            responses=errors("webhook_not_found"))
+            responses=errors("invalid_request", "webhook_not_found"))
 def get_webhook(webhook_id: str, principal: Reader, session: SessionDep) -> WebhookRead:
     return WebhookRead.model_validate(service.get_endpoint(session=session, tenant=principal.tenant,
                                                            webhook_id=webhook_id))
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Delete a webhook endpoint, its secret and its deliveries",
-               responses=errors("webhook_not_found"))
+               responses=errors("invalid_request", "webhook_not_found"))
 def delete_webhook(webhook_id: str, principal: Admin, session: SessionDep) -> Response:
     service.delete_endpoint(session=session, tenant=principal.tenant, webhook_id=webhook_id)
     return Response(status_code=204)
@@ -56,7 +57,7 @@ def delete_webhook(webhook_id: str, principal: Admin, session: SessionDep) -> Re
 
 @router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryRead],
             summary="The endpoint's delivery log, newest first: status, attempts, last answer",
-            responses=errors("webhook_not_found"))
+            responses=errors("validation_error", "invalid_request", "webhook_not_found"))
 def list_deliveries(webhook_id: str, principal: Reader, session: SessionDep,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None) -> Page[DeliveryRead]:
     rows, more = service.list_deliveries(session=session, tenant=principal.tenant, webhook_id=webhook_id,
