@@ -2,6 +2,7 @@
 They join the `taas` command (client/cli.py) wherever the API's dependencies are installed; `python -m app.cli`
 runs them alone."""
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -141,10 +142,8 @@ def serve() -> None:
     code = 0
     try:
         while all(p.poll() is None for p in procs):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 procs[0].wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
         # A stop we were asked for is a clean exit; a child that died by itself is not.
         code = 0 if asked else next((abs(p.returncode) or 1 for p in procs if p.poll() is not None), 1)
         if not asked:

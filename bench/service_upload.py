@@ -1,5 +1,6 @@
 """The upload line of `make bench`: a large image archive, the plain-copy and plain-decode baselines, RSS probes."""
 
+import contextlib
 import io
 import os
 import random
@@ -137,10 +138,8 @@ class RssProbe:
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
             for p in self.pids:
-                try:
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError, KeyError):
                     self.peak[p] = max(self.peak[p], _status(p)["VmRSS"])
-                except (FileNotFoundError, ProcessLookupError, KeyError):
-                    pass
 
     def stop(self) -> dict:
         self._stop.set()

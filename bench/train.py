@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def make_dataset(directory: Path, source: str = "auto") -> tuple[Path, dict, str
     from PIL import Image
 
     images, labels, name = load_digits(source)
-    if TRAIN + VAL > len(labels):
+    if len(labels) < TRAIN + VAL:
         raise SystemExit(f"{name} has {len(labels)} images: --train plus --val must not exceed that")
     order = np.random.default_rng(0).permutation(len(labels))[: TRAIN + VAL]
     archive, items = directory / "digits.zip", []
@@ -246,6 +247,60 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[tuple[str, int, str, int]]:
+    """The (arch, image size, policy, epochs) runs: the standard plan, the --quick one, or the --arch one."""
+    # head_only 10 epochs at 64 px as the targets say; `until` (only the last backbone group trains) 3 epochs, and
+    # 128 px head_only 3 epochs, so that the seed's loop (a full backward pass per image and epoch) keeps the whole
+    # run near 15 minutes on 2 shared cores.
+    plan = [("efficientnet_lite0", 64, "head_only", 10), ("efficientnet_lite0", 64, "until", 3),
+            ("resnet18", 64, "head_only", 10), ("resnet18", 64, "until", 3),
+            ("efficientnet_lite0", 128, "head_only", 3), ("resnet18", 128, "head_only", 3)]
+    if args.quick:
+        plan = [("efficientnet_lite0", 64, "head_only", 3), ("efficientnet_lite0", 64, "until", 1)]
+    if args.arch:
+        for arch in args.arch:
+            A.get_arch(arch)
+        unknown = set(args.policies) - set(LR)
+        if unknown:
+            parser.error(f"unknown policies {sorted(unknown)}; use head_only and/or until")
+        plan = [(arch, args.image_size, policy, args.epochs) for arch in args.arch for policy in args.policies]
+    return plan
+
+
+def _run_variants(variants: dict, where: tuple[str, int, str], errors: list[dict], write: Callable[[], None]) -> dict:
+    """Run each variant, recording a failure in errors (and writing) instead of stopping the others."""
+    arch, size, policy = where
+    result = {}
+    for variant, run in variants.items():
+        if DEVICE.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(DEVICE)
+        try:
+            result[variant] = run()
+        except Exception as exc:  # one broken variant must not cost the others their numbers
+            errors.append({"arch": arch, "image_size": size, "policy": policy, "variant": variant,
+                           "error": f"{type(exc).__name__}: {exc}"[:2000]})
+            print(f"{arch} {size}px {policy} {variant}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            traceback.print_exc()
+            write()
+            continue
+        _sync()
+        if DEVICE.type == "cuda":
+            result[variant]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(DEVICE) / 2**20)
+    return result
+
+
+def _rows(result: dict, arch: str, size: int, policy: str, epochs: int) -> Iterator[dict]:
+    """One results row per variant that ran, with its speed-ups over (a) and (b), yielded as each is made."""
+    for variant, r in result.items():
+        row = {"arch": arch, "image_size": size, "policy": policy, "epochs": epochs, "variant": variant,
+               "seconds": round(r["seconds"], 3), "images_per_second": round(TRAIN * epochs / r["seconds"], 1),
+               "val_accuracy": round(r["val_accuracy"], 4),
+               "speedup_vs_a": round(result["a"]["seconds"] / r["seconds"], 2) if "a" in result else None,
+               "speedup_vs_b": round(result["b"]["seconds"] / r["seconds"], 2) if "b" in result else None}
+        row.update({k: r[k] for k in ("peak_gpu_mib", "model_built") if k in r})
+        yield row
+
+
 def main() -> None:
     global BATCH, TRAIN, VAL, DEVICE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -277,21 +332,7 @@ def main() -> None:
     warm.warm_up()
     _warm_device()
     load_before = os.getloadavg()
-    # (arch, image size, policy, epochs): head_only 10 epochs at 64 px as the targets say; `until` (only the last
-    # backbone group trains) 3 epochs, and 128 px head_only 3 epochs, so that the seed's loop (a full backward pass
-    # per image and epoch) keeps the whole run near 15 minutes on 2 shared cores.
-    plan = [("efficientnet_lite0", 64, "head_only", 10), ("efficientnet_lite0", 64, "until", 3),
-            ("resnet18", 64, "head_only", 10), ("resnet18", 64, "until", 3),
-            ("efficientnet_lite0", 128, "head_only", 3), ("resnet18", 128, "head_only", 3)]
-    if args.quick:
-        plan = [("efficientnet_lite0", 64, "head_only", 3), ("efficientnet_lite0", 64, "until", 1)]
-    if args.arch:
-        for arch in args.arch:
-            A.get_arch(arch)
-        unknown = set(args.policies) - set(LR)
-        if unknown:
-            parser.error(f"unknown policies {sorted(unknown)}; use head_only and/or until")
-        plan = [(arch, args.image_size, policy, args.epochs) for arch in args.arch for policy in args.policies]
+    plan = _plan(args, parser)
     env = {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            **describe(DEVICE),
            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16": cpu_supports_bf16(),
@@ -335,29 +376,8 @@ def main() -> None:
             if policy == "head_only":  # a later job on the same data: another learning rate, as in a sweep
                 variants["c2"] = partial(service, arch, weights, sha, data, policy, epochs, size, caches,
                                          LR[policy] / 2)
-            result = {}
-            for variant, run in variants.items():
-                if DEVICE.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(DEVICE)
-                try:
-                    result[variant] = run()
-                except Exception as exc:  # one broken variant must not cost the others their numbers
-                    errors.append({"arch": arch, "image_size": size, "policy": policy, "variant": variant,
-                                   "error": f"{type(exc).__name__}: {exc}"[:2000]})
-                    print(f"{arch} {size}px {policy} {variant}: FAILED {type(exc).__name__}: {exc}", flush=True)
-                    traceback.print_exc()
-                    write()
-                    continue
-                _sync()
-                if DEVICE.type == "cuda":
-                    result[variant]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(DEVICE) / 2**20)
-            for variant, r in result.items():
-                row = {"arch": arch, "image_size": size, "policy": policy, "epochs": epochs, "variant": variant,
-                       "seconds": round(r["seconds"], 3), "images_per_second": round(TRAIN * epochs / r["seconds"], 1),
-                       "val_accuracy": round(r["val_accuracy"], 4),
-                       "speedup_vs_a": round(result["a"]["seconds"] / r["seconds"], 2) if "a" in result else None,
-                       "speedup_vs_b": round(result["b"]["seconds"] / r["seconds"], 2) if "b" in result else None}
-                row.update({k: r[k] for k in ("peak_gpu_mib", "model_built") if k in r})
+            result = _run_variants(variants, (arch, size, policy), errors, write)
+            for row in _rows(result, arch, size, policy, epochs):
                 rows.append(row)
                 print(_line(row), flush=True)
             write()

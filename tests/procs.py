@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -34,10 +34,8 @@ class Proc:
                 self.p.wait(timeout=timeout)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.p.wait(timeout=10)
         self._f.close()
 

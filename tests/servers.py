@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,10 +120,8 @@ class _Server:
                 return
             except subprocess.TimeoutExpired:
                 pass
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.p.wait()
 
 

@@ -4,6 +4,7 @@ Celery's prefork children turn SIGTERM into an immediate exit (billiard's handle
 shutdown to its children as SIGUSR2, which each child turns into a flag: the training loop sees it at its next step.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -36,10 +37,8 @@ def forward_to_children() -> None:
     """In the parent: ask every child process to stop at its next step; also stop work in this process."""
     _requested.set()
     for pid in _children(os.getpid()):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, STOP_SIGNAL)
-        except ProcessLookupError:
-            pass
 
 
 def _children(pid: int) -> list[int]:

@@ -70,6 +70,9 @@ class ArchiveLimits:
     max_image_pixels: int = 50_000_000
 
 
+DEFAULT_LIMITS = ArchiveLimits()  # frozen, so one shared instance is a safe default argument
+
+
 @dataclass(frozen=True)
 class Member:
     name: str  # path inside the archive, exactly as stored
@@ -110,7 +113,7 @@ def detect_kind(path: Path) -> str:
         raise ArchiveError("not_an_archive", "the file is neither a zip nor a tar archive") from None
 
 
-def inspect_archive(path: Path, limits: ArchiveLimits = ArchiveLimits()) -> Listing:
+def inspect_archive(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> Listing:
     """Structural checks only (no image decoding); returns the images and classes or raises ArchiveError."""
     path = Path(path)
     kind = detect_kind(path)
@@ -135,7 +138,7 @@ def _open_zip(path: Path, stack: ExitStack) -> zipfile.ZipFile:
 
 def _open_tar(path: Path, limits: ArchiveLimits, stack: ExitStack) -> tarfile.TarFile:
     """Open a (possibly compressed) tar behind a _Bounded reader; all closing is registered on stack."""
-    raw = stack.enter_context(open(path, "rb"))
+    raw = stack.enter_context(open(path, "rb"))  # noqa: SIM115 -- closed by the ExitStack
     head = raw.read(6)
     raw.seek(0)
     try:
@@ -144,7 +147,7 @@ def _open_tar(path: Path, limits: ArchiveLimits, stack: ExitStack) -> tarfile.Ta
         elif head.startswith(_BZIP2):
             stream = stack.enter_context(bz2.BZ2File(raw))
         elif head.startswith(_XZ):
-            stream = stack.enter_context(lzma.LZMAFile(raw))
+            stream = stack.enter_context(lzma.LZMAFile(raw))  # noqa: SIM115 -- closed by the ExitStack
         else:
             stream = raw
         # Headers are not in the declared sizes, so allow some slack per member on top of the data.
@@ -317,20 +320,23 @@ def _layout(files: list[tuple[str, list[str], int]]) -> tuple[str, list[str], li
             raise ArchiveError("bad_layout", f"{name!r} is not an image (allowed: {allowed})", name)
         split_name = parts[0].lower() if split else None
         members.append(Member(name=name, split=split_name, label=parts[-2], size=size))
-    if split:
-        present = {m.split for m in members}
-        for needed in ("train", "val"):
-            if needed not in present:
-                raise ArchiveError("bad_layout", f"a split layout needs a {needed}/ folder")
-        classes = sorted({m.label for m in members if m.split == "train"})
-        for m in members:
-            if m.label not in classes:
-                raise ArchiveError("bad_layout", f"class {m.label!r} in {m.split}/ is not in train/", m.name)
-    else:
-        classes = sorted({m.label for m in members})
+    classes = _split_classes(members) if split else sorted({m.label for m in members})
     if len(classes) < 2:
         raise ArchiveError("single_class", f"at least 2 classes are needed, found {classes}")
     return ("split" if split else "flat"), classes, members
+
+
+def _split_classes(members: list[Member]) -> list[str]:
+    """The split layout's classes (train/'s), after checking train/ and val/ exist and no class is missing in train/."""
+    present = {m.split for m in members}
+    for needed in ("train", "val"):
+        if needed not in present:
+            raise ArchiveError("bad_layout", f"a split layout needs a {needed}/ folder")
+    classes = sorted({m.label for m in members if m.split == "train"})
+    for m in members:
+        if m.label not in classes:
+            raise ArchiveError("bad_layout", f"class {m.label!r} in {m.split}/ is not in train/", m.name)
+    return classes
 
 
 class ArchiveReader:
@@ -340,7 +346,7 @@ class ArchiveReader:
     ``iter_members(names)`` yields ``(name, data)`` in archive order, one sequential pass for a tar.
     Not thread-safe: use one reader per thread."""
 
-    def __init__(self, path: Path, kind: str, limits: ArchiveLimits = ArchiveLimits()):
+    def __init__(self, path: Path, kind: str, limits: ArchiveLimits = DEFAULT_LIMITS):
         if kind not in ("zip", "tar"):
             raise ValueError(f"unknown archive kind {kind!r}")
         self.kind, self.limits = kind, limits
@@ -426,7 +432,7 @@ class ArchiveReader:
         return data
 
 
-def open_member(path: Path, kind: str, name: str, limits: ArchiveLimits = ArchiveLimits()) -> bytes:
+def open_member(path: Path, kind: str, name: str, limits: ArchiveLimits = DEFAULT_LIMITS) -> bytes:
     """Read one member's data by name; use ArchiveReader for many reads."""
     with ArchiveReader(path, kind, limits) as reader:
         return reader.read(name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from app.datasets.archive import SPLITS, ArchiveError, ArchiveLimits, ArchiveReader, Listing, Member
+from app.datasets.archive import DEFAULT_LIMITS, SPLITS, ArchiveError, ArchiveLimits, ArchiveReader, Listing, Member
 
 # Only the decoders for the allowed extensions: hostile bytes must never reach e.g. the EPS plugin.
 _FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
@@ -43,7 +43,7 @@ def _formats() -> list[str]:
     return [f for f in _FORMATS if f in Image.OPEN]
 
 
-def decode_image(name: str, data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> tuple[int, int]:
+def decode_image(name: str, data: bytes, limits: ArchiveLimits = DEFAULT_LIMITS) -> tuple[int, int]:
     """Fully decode one image and return its (width, height), or raise bad_image / image_too_large."""
     if not data:
         raise ArchiveError("bad_image", f"{name!r} is empty", name)
@@ -87,7 +87,7 @@ def stratified_split(members: list[Member], seed: int, val_fraction: float) -> d
 
 
 def process_archive(path: Path, listing: Listing, *, seed: int = 0, val_fraction: float = 0.2,
-                    limits: ArchiveLimits = ArchiveLimits()) -> ProcessResult:
+                    limits: ArchiveLimits = DEFAULT_LIMITS) -> ProcessResult:
     """Decode every listed image, count the classes and assign splits; raises ArchiveError on a bad member."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")

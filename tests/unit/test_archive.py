@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app.datasets.archive import (
+    DEFAULT_LIMITS,
     ArchiveError,
     ArchiveLimits,
     ArchiveReader,
@@ -55,7 +56,7 @@ def tar_entry(name: str, type_: bytes, linkname: str = "", size: int = 0) -> tar
     return ti
 
 
-def refused(path: Path, code: str, member: str | None, limits=ArchiveLimits()) -> ArchiveError:
+def refused(path: Path, code: str, member: str | None, limits=DEFAULT_LIMITS) -> ArchiveError:
     with pytest.raises(ArchiveError) as exc:
         inspect_archive(path, limits)
     assert (exc.value.code, exc.value.member) == (code, member), exc.value.message

@@ -74,7 +74,7 @@ def _member_reader(archive: Path) -> tuple[Callable[[str], bytes], Callable[[], 
     if zipfile.is_zipfile(archive):
         zf = zipfile.ZipFile(archive)
         return zf.read, zf.close
-    tf = tarfile.open(archive)
+    tf = tarfile.open(archive)  # noqa: SIM115 -- kept open for reads; the caller gets tf.close
     members = {m.name: m for m in tf.getmembers()}  # one scan; getmember() rescans every call
 
     def read(name: str) -> bytes:

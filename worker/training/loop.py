@@ -48,11 +48,8 @@ def train_one_epoch(net: Network, split: Split, *, cut: int, cached: bool, objec
         idx = order[batch]
         labels = to_device(split.labels[idx], device)
         x = split.images[to_device(idx, device) if on_device else idx]
-        if cached:
-            hidden = to_device(x, device)
-        else:
-            # Augmentation works on the CPU's uint8 images; only the result crosses to the device.
-            hidden = net.prefix(net.prepare(augment(x) if augment else x), cut)
+        # Uncached: augmentation works on the CPU's uint8 images; only the result crosses to the device.
+        hidden = to_device(x, device) if cached else net.prefix(net.prepare(augment(x) if augment else x), cut)
         features, logits = net.forward_from(hidden, cut)
         task = objective.task_loss(logits, labels)
         pre = objective.pre_loss(net.model, hidden=hidden, features=features, cut=cut, run=net.run)
