@@ -3,7 +3,6 @@ They join the `taas` command (client/cli.py) wherever the API's dependencies are
 runs them alone."""
 
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
@@ -71,7 +70,7 @@ def weights_import(arch: str, file: Path | None = typer.Option(None, "--file", h
                 why = [f"{why[0]}: converting weights needs the worker's packages (pip install '.[worker]')"]
             typer.echo(f"{arch}: {why[0]}", err=True)
             raise typer.Exit(1)
-        sha = hashlib.sha256(dst.read_bytes()).hexdigest()
+        sha = done.stdout.split()[-1]  # convert-weights prints the sha256 of the file it wrote
         with get_sessionmaker()() as session:
             existing = imagenet_weights(session=session, arch=arch)
             if existing is not None and existing.sha256 == sha:
